@@ -1,0 +1,1 @@
+//! apel (in progress)

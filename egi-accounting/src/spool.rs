@@ -1,0 +1,1 @@
+//! spool (in progress)

@@ -1,0 +1,2 @@
+//! The accounting job (in progress).
+fn main() {}
