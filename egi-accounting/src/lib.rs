@@ -36,6 +36,7 @@ mod error;
 pub mod job;
 pub mod metrics;
 pub mod prometheus;
+pub mod query;
 pub mod record;
 pub mod snapshot;
 pub mod spool;
