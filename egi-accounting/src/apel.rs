@@ -357,4 +357,4 @@ fn check_parsed(rec: &ParsedRecord) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

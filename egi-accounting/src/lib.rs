@@ -18,13 +18,15 @@
 //! [`config`] reads the Python tool's configuration and [`job`] runs the whole pipeline.
 //!
 //! ```no_run
-//! use egi_accounting::{config::Config, job, snapshot::SnapshotSource};
+//! use egi_accounting::{config::Config, job, snapshot::SnapshotSource, spool::WriterSink};
 //!
 //! # async fn run() -> egi_accounting::Result<()> {
-//! let config = Config::from_ini_str("[default]\nsite=MY-SITE\n", |_| None)?;
-//! let source = SnapshotSource::from_path("history.om")?;
-//! let window = config.window(source.last_timestamp().expect("history has samples"));
-//! let report = job::run(&source, &window, &config.records, &mut std::io::stdout().lock()).await?;
+//! // The Python tool's configuration, environment variables taking precedence.
+//! let config = Config::from_ini_str("[default]\nsite=MY-SITE\n", |k| std::env::var(k).ok())?;
+//! let source = SnapshotSource::from_path("examples/data/notebooks.om")?;
+//! let at = source.last_timestamp().expect("the history has samples");
+//! let mut stdout = WriterSink::new(std::io::stdout().lock(), "standard output");
+//! let report = job::run(&source, &config.window(at), &config.records, config.limits, &mut stdout).await?;
 //! eprintln!("{} records in {} messages", report.records, report.messages);
 //! # Ok(())
 //! # }

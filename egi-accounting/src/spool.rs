@@ -1,1 +1,257 @@
-//! spool (in progress)
+//! Where messages go: a python-dirq `QueueSimple` spool for the APEL SSM sender, or a
+//! writer such as standard output.
+//!
+//! The spool layout is python-dirq's (what `ssmsend` reads with `path_type: dirq`):
+//! intermediate directories `%08x` of the Unix time rounded down to 60 s, element files of
+//! 14 lowercase hex digits (`%08x` seconds, `%05x` microseconds, one digit from the PID).
+//! An element is written to `<name>.tmp`, synced, hard-linked to its final name (a fresh
+//! name on `EEXIST`) and the temporary file unlinked, so a reader never sees a partial
+//! element. A [`Sink::deliver`] call is all or nothing: if one message cannot be written,
+//! the elements this call already added are removed again.
+//!
+//! python-dirq is a small on-disk protocol with no Rust implementation, hence this module.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::apel::ApelMessage;
+use crate::error::{Error, Result};
+
+/// A destination for messages.
+pub trait Sink {
+    /// Writes every message, or none: on error nothing of this call is left behind.
+    /// Returns how many messages were written.
+    fn deliver(&mut self, messages: &[ApelMessage]) -> Result<usize>;
+}
+
+/// A python-dirq `QueueSimple` directory.
+#[derive(Debug, Clone)]
+pub struct DirqSpool {
+    path: PathBuf,
+    rndhex: u32,
+    #[cfg(test)]
+    fail_after: Option<usize>,
+}
+
+/// The name of an element added to a [`DirqSpool`]: `<dir>/<element>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElementName(String);
+
+impl ElementName {
+    /// `<dir>/<element>`, as python-dirq names elements.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl DirqSpool {
+    /// Opens (and creates, with parents, if needed) the spool directory.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self> {
+        let path = path.into();
+        fs::create_dir_all(&path)
+            .map_err(|e| Error::io("cannot create spool directory", &path, e))?;
+        if !path.is_dir() {
+            return Err(Error::io(
+                "spool is not a directory:",
+                &path,
+                io::Error::from(io::ErrorKind::NotADirectory),
+            ));
+        }
+        Ok(Self {
+            path,
+            rndhex: std::process::id() % 16,
+            #[cfg(test)]
+            fail_after: None,
+        })
+    }
+
+    /// The spool directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Adds one element atomically.
+    pub fn add(&self, body: &[u8]) -> Result<ElementName> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = now.as_secs();
+        let dir_name = format!("{:08x}", secs - secs % 60);
+        let dir = self.path.join(&dir_name);
+        fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create spool directory", &dir, e))?;
+
+        let mut micros = now.subsec_micros();
+        let (tmp, mut file) = loop {
+            let tmp = dir.join(format!("{}.tmp", self.element(secs, micros)));
+            match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+                Ok(f) => break (tmp, f),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => micros = (micros + 1) % 1_000_000,
+                Err(e) => return Err(Error::io("cannot create spool element", &tmp, e)),
+            }
+        };
+        let written = file.write_all(body).and_then(|()| file.sync_all());
+        drop(file);
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io("cannot write spool element", &tmp, e));
+        }
+        let name = loop {
+            let name = self.element(secs, micros);
+            match fs::hard_link(&tmp, dir.join(&name)) {
+                Ok(()) => break name,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => micros = (micros + 1) % 1_000_000,
+                Err(e) => {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(Error::io("cannot link spool element", &tmp, e));
+                }
+            }
+        };
+        fs::remove_file(&tmp).map_err(|e| Error::io("cannot remove temporary element", &tmp, e))?;
+        // Make the new directory entry durable before reporting success.
+        if let Ok(d) = File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(ElementName(format!("{dir_name}/{name}")))
+    }
+
+    fn element(&self, secs: u64, micros: u32) -> String {
+        format!("{:08x}{:05x}{:01x}", secs & 0xffff_ffff, micros, self.rndhex)
+    }
+
+    /// Removes an element this process added (used to roll back a failed delivery).
+    pub fn remove(&self, name: &ElementName) -> Result<()> {
+        let path = self.path.join(&name.0);
+        fs::remove_file(&path).map_err(|e| Error::io("cannot remove spool element", &path, e))
+    }
+}
+
+impl Sink for DirqSpool {
+    fn deliver(&mut self, messages: &[ApelMessage]) -> Result<usize> {
+        let mut added = Vec::with_capacity(messages.len());
+        for (i, m) in messages.iter().enumerate() {
+            #[cfg(test)]
+            if self.fail_after == Some(i) {
+                for name in &added {
+                    let _ = self.remove(name);
+                }
+                return Err(Error::io("injected failure", &self.path, io::Error::other("test")));
+            }
+            match self.add(m.as_str().as_bytes()) {
+                Ok(name) => added.push(name),
+                Err(e) => {
+                    for name in &added {
+                        if let Err(undo) = self.remove(name) {
+                            tracing::error!(element = name.as_str(), error = %undo, "cannot roll back spool element");
+                        }
+                    }
+                    tracing::debug!(index = i, "delivery failed, rolled back");
+                    return Err(e);
+                }
+            }
+        }
+        tracing::info!(spool = %self.path.display(), messages = added.len(), "messages spooled");
+        Ok(added.len())
+    }
+}
+
+/// Writes messages to any writer (standard output for a dry run), separated by a blank
+/// line. Everything is rendered first and written with one `write_all`, then flushed.
+#[derive(Debug)]
+pub struct WriterSink<W: Write> {
+    writer: W,
+    name: &'static str,
+}
+
+impl<W: Write> WriterSink<W> {
+    /// Wraps a writer; `name` appears in error messages (e.g. "standard output").
+    pub fn new(writer: W, name: &'static str) -> Self {
+        Self { writer, name }
+    }
+
+    /// The wrapped writer.
+    pub fn into_inner(self) -> W {
+        self.writer
+    }
+}
+
+impl<W: Write> Sink for WriterSink<W> {
+    fn deliver(&mut self, messages: &[ApelMessage]) -> Result<usize> {
+        let text = messages.iter().map(ApelMessage::as_str).collect::<Vec<_>>().join("\n");
+        self.writer
+            .write_all(text.as_bytes())
+            .and_then(|()| self.writer.flush())
+            .map_err(|e| Error::io("cannot write to", self.name, e))?;
+        Ok(messages.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apel::{Limits, messages};
+    use crate::apel::tests::record;
+
+    fn elements(root: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for d in fs::read_dir(root).unwrap() {
+            let d = d.unwrap().path();
+            for e in fs::read_dir(&d).unwrap() {
+                out.push(e.unwrap().path());
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn three_messages() -> Vec<ApelMessage> {
+        let records: Vec<_> = (0..3).map(|i| record(&format!("u{i}"))).collect();
+        let limits = Limits { max_records: std::num::NonZeroUsize::MIN, ..Limits::default() };
+        messages(&records, limits)
+    }
+
+    #[test]
+    fn elements_follow_the_dirq_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = DirqSpool::open(dir.path().join("spool")).unwrap();
+        assert_eq!(spool.deliver(&three_messages()).unwrap(), 3);
+        let files = elements(spool.path());
+        assert_eq!(files.len(), 3);
+        for f in &files {
+            let name = f.file_name().unwrap().to_str().unwrap();
+            let parent = f.parent().unwrap().file_name().unwrap().to_str().unwrap();
+            assert_eq!(name.len(), 14, "{name}");
+            assert!(name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+            assert_eq!(parent.len(), 8);
+            let secs = u64::from_str_radix(parent, 16).unwrap();
+            assert_eq!(secs % 60, 0);
+            assert!(fs::read_to_string(f).unwrap().starts_with("APEL-cloud-message: v0.4\n"));
+        }
+    }
+
+    #[test]
+    fn a_failed_delivery_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = DirqSpool::open(dir.path()).unwrap();
+        spool.fail_after = Some(2);
+        assert!(spool.deliver(&three_messages()).is_err());
+        assert!(elements(spool.path()).is_empty());
+    }
+
+    #[test]
+    fn an_unwritable_spool_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        fs::write(&file, "x").unwrap();
+        let err = DirqSpool::open(file.join("spool")).unwrap_err();
+        assert!(err.to_string().contains("cannot create spool directory"), "{err}");
+        assert!(DirqSpool::open(&file).is_err());
+    }
+
+    #[test]
+    fn writer_sink_writes_all_messages() {
+        let mut sink = WriterSink::new(Vec::new(), "buffer");
+        assert_eq!(sink.deliver(&three_messages()).unwrap(), 3);
+        let text = String::from_utf8(sink.into_inner()).unwrap();
+        assert_eq!(text.matches("APEL-cloud-message: v0.4").count(), 3);
+    }
+}
