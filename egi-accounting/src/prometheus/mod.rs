@@ -1,18 +1,55 @@
 //! [`MetricsSource`] over Prometheus' HTTP API.
 //!
-//! SKELETON: implementation in progress.
+//! Every question is one instant query, sent as the Python tool sent it: a `POST` of the form
+//! `query=<PromQL>&time=<evaluation time>` to `<url>/api/v1/query` (see [`crate::query`] for
+//! the PromQL). Responses are parsed while they stream in, on a blocking thread, so that
+//! memory stays bounded whatever the number of pods: only the labels an answer needs are
+//! kept, and the Running range vector is reduced series by series.
+//!
+//! Transient failures ([`Error::is_transient`]: connection problems, timeouts, HTTP 5xx and
+//! 429, Prometheus `timeout`/`unavailable` errors) are retried with exponential back-off and
+//! full jitter; anything else is returned at once. Redirects are never followed, TLS
+//! certificates are verified unless told otherwise, and no `Authorization` header is sent
+//! unless credentials are configured.
+//!
+//! ```no_run
+//! use egi_accounting::prometheus::{Auth, PrometheusConfig, PrometheusSource};
+//!
+//! # fn build() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut config = PrometheusConfig::new("https://prometheus.example.org/".parse()?);
+//! config.auth = Auth::Bearer("token".into());
+//! let source = PrometheusSource::new(config)?;
+//! # let _ = source;
+//! # Ok(())
+//! # }
+//! ```
 
-use std::path::PathBuf;
+mod answers;
+mod response;
+mod transport;
+
+#[cfg(test)]
+mod tests;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use secrecy::SecretString;
 use url::Url;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::metrics::{
     BoxFuture, ByPod, ByUid, MetricsSource, PodAnnotations, PodCreated, RunningSamples, Usage,
     Window,
 };
+use crate::query::{Question, promql};
+
+/// The `User-Agent` of every request.
+pub const USER_AGENT: &str = concat!("egi-accounting/", env!("CARGO_PKG_VERSION"));
+
+/// The longest back-off delay, whatever `backoff` and the number of retries.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// How to authenticate to Prometheus.
 #[derive(Debug, Clone, Default)]
@@ -35,7 +72,8 @@ pub enum Auth {
 /// Connection settings for [`PrometheusSource`].
 #[derive(Debug, Clone)]
 pub struct PrometheusConfig {
-    /// Base URL; `api/v1/query` is appended (a path prefix is kept).
+    /// Base URL; `api/v1/query` is appended (a path prefix is kept). Must be `http` or
+    /// `https` and carry no credentials (use [`PrometheusConfig::auth`]).
     pub url: Url,
     /// Authentication.
     pub auth: Auth,
@@ -70,33 +108,202 @@ impl PrometheusConfig {
 /// Prometheus over HTTP.
 #[derive(Debug)]
 pub struct PrometheusSource {
-    _config: PrometheusConfig,
+    config: PrometheusConfig,
+    /// `<url>/api/v1/query`.
+    endpoint: Url,
+    client: reqwest::Client,
 }
 
 impl PrometheusSource {
-    /// Builds the HTTP client (fails on an unreadable CA file).
+    /// Builds the HTTP client.
+    ///
+    /// Fails with [`Error::Config`] on a URL that is not `http(s)` or carries credentials,
+    /// a zero timeout, or an unreadable or invalid CA file. Logs a warning when TLS
+    /// verification is disabled. Proxies from `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` apply.
     pub fn new(config: PrometheusConfig) -> Result<Self> {
-        Ok(Self { _config: config })
+        Self::build(config, true)
+    }
+
+    /// [`PrometheusSource::new`], optionally ignoring proxy environment variables.
+    fn build(config: PrometheusConfig, env_proxies: bool) -> Result<Self> {
+        let endpoint = query_endpoint(&config.url)?;
+        if config.timeout.is_zero() {
+            return Err(Error::Config(
+                "the Prometheus timeout must be positive".to_owned(),
+            ));
+        }
+        let mut builder = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .timeout(config.timeout)
+            .redirect(reqwest::redirect::Policy::none());
+        if !env_proxies {
+            builder = builder.no_proxy();
+        }
+        if !config.verify_tls {
+            tracing::warn!(
+                url = %config.url,
+                "TLS certificate verification of Prometheus is disabled"
+            );
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        if let Some(path) = &config.ca_cert {
+            for cert in read_ca_file(path)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder
+            .build()
+            .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            config,
+            endpoint,
+            client,
+        })
+    }
+
+    /// The URL queries are posted to.
+    pub fn endpoint(&self) -> &Url {
+        &self.endpoint
+    }
+
+    /// Asks `question` for `window`, retrying transient failures, and parses the answer
+    /// with `parse` on a blocking thread while the body streams in.
+    async fn ask<T, F>(&self, question: Question, window: &Window, parse: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Read) -> Result<T> + Clone + Send + 'static,
+    {
+        let form = [
+            ("query", promql(question, window)),
+            ("time", window.at.to_prometheus_param()),
+        ];
+        let mut retry = 0;
+        loop {
+            tracing::debug!(?question, query = %form[0].1, time = %form[1].1, "querying Prometheus");
+            match transport::query(self, &form, parse.clone()).await {
+                Ok(answer) => return Ok(answer),
+                Err(e) if e.is_transient() && retry < self.config.retries => {
+                    let delay = backoff_delay(self.config.backoff, retry);
+                    retry += 1;
+                    tracing::warn!(
+                        ?question,
+                        retry,
+                        of = self.config.retries,
+                        ?delay,
+                        error = %error_chain(&e),
+                        "transient Prometheus failure, retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Maps a reqwest failure: timeouts to [`Error::Timeout`], anything else that happened
+    /// on the wire to [`Error::Connect`].
+    fn transport_error(&self, e: reqwest::Error) -> Error {
+        if e.is_timeout() {
+            Error::Timeout(self.config.timeout)
+        } else if e.is_builder() {
+            Error::Config(format!("cannot build the Prometheus request: {e}"))
+        } else {
+            Error::Connect(e)
+        }
     }
 }
 
+/// An error and its sources, `: `-separated, for a log line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// `<base>/api/v1/query`, keeping the base's path prefix with or without a trailing slash.
+fn query_endpoint(base: &Url) -> Result<Url> {
+    if !matches!(base.scheme(), "http" | "https") {
+        return Err(Error::Config(format!(
+            "Prometheus URL {base}: the scheme must be http or https"
+        )));
+    }
+    if !base.username().is_empty() || base.password().is_some() {
+        // The URL is not quoted: it holds a secret.
+        return Err(Error::Config(
+            "Prometheus URL: give credentials as user and password, not in the URL".to_owned(),
+        ));
+    }
+    let mut url = base.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    url.join("api/v1/query")
+        .map_err(|e| Error::Config(format!("Prometheus URL {base}: {e}")))
+}
+
+/// The certificates of a PEM file; at least one.
+fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>> {
+    let pem = std::fs::read(path).map_err(|e| {
+        Error::Config(format!(
+            "cannot read CA certificate file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        Error::Config(format!(
+            "invalid CA certificate file {}: {e}",
+            path.display()
+        ))
+    })?;
+    if certs.is_empty() {
+        return Err(Error::Config(format!(
+            "invalid CA certificate file {}: no PEM certificate in it",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// Exponential back-off with full jitter: uniform in `[0, backoff * 2^retry]`, capped.
+fn backoff_delay(backoff: Duration, retry: u32) -> Duration {
+    let ceiling = backoff
+        .saturating_mul(2u32.saturating_pow(retry))
+        .min(MAX_BACKOFF);
+    ceiling.mul_f64(fastrand::f64())
+}
+
 impl MetricsSource for PrometheusSource {
-    fn pods<'a>(&'a self, _w: &'a Window) -> BoxFuture<'a, Result<Vec<PodCreated>>> {
-        Box::pin(async { Ok(Vec::new()) })
+    fn pods<'a>(&'a self, window: &'a Window) -> BoxFuture<'a, Result<Vec<PodCreated>>> {
+        Box::pin(self.ask(Question::Pods, window, |r| answers::pods(r)))
     }
-    fn running<'a>(&'a self, _w: &'a Window) -> BoxFuture<'a, Result<Vec<RunningSamples>>> {
-        Box::pin(async { Ok(Vec::new()) })
+
+    fn running<'a>(&'a self, window: &'a Window) -> BoxFuture<'a, Result<Vec<RunningSamples>>> {
+        Box::pin(self.ask(Question::Running, window, |r| answers::running(r)))
     }
-    fn annotations<'a>(&'a self, _w: &'a Window) -> BoxFuture<'a, Result<Vec<PodAnnotations>>> {
-        Box::pin(async { Ok(Vec::new()) })
+
+    fn annotations<'a>(&'a self, window: &'a Window) -> BoxFuture<'a, Result<Vec<PodAnnotations>>> {
+        Box::pin(self.ask(Question::Annotations, window, |r| answers::annotations(r)))
     }
-    fn images<'a>(&'a self, _w: &'a Window) -> BoxFuture<'a, Result<Vec<ByUid<String>>>> {
-        Box::pin(async { Ok(Vec::new()) })
+
+    fn images<'a>(&'a self, window: &'a Window) -> BoxFuture<'a, Result<Vec<ByUid<String>>>> {
+        Box::pin(self.ask(Question::Images, window, |r| answers::images(r)))
     }
-    fn cpu_requests<'a>(&'a self, _w: &'a Window) -> BoxFuture<'a, Result<Vec<ByUid<f64>>>> {
-        Box::pin(async { Ok(Vec::new()) })
+
+    fn cpu_requests<'a>(&'a self, window: &'a Window) -> BoxFuture<'a, Result<Vec<ByUid<f64>>>> {
+        Box::pin(self.ask(Question::CpuRequests, window, |r| answers::cpu_requests(r)))
     }
-    fn usage<'a>(&'a self, _w: &'a Window, _u: Usage) -> BoxFuture<'a, Result<Vec<ByPod>>> {
-        Box::pin(async { Ok(Vec::new()) })
+
+    fn usage<'a>(&'a self, window: &'a Window, usage: Usage) -> BoxFuture<'a, Result<Vec<ByPod>>> {
+        Box::pin(self.ask(Question::Usage(usage), window, move |r| {
+            answers::usage(r, usage)
+        }))
     }
 }
