@@ -65,7 +65,8 @@ fn cpu_count_has_at_most_three_decimals() {
 #[test]
 fn validation_enforces_apel_rules() {
     assert_eq!(validate(&record("u")), Ok(()));
-    let cases: Vec<(fn(&mut CloudRecord), &str)> = vec![
+    type Breaker = fn(&mut CloudRecord);
+    let cases: Vec<(Breaker, &str)> = vec![
         (|r| r.vm_uuid.clear(), "VMUUID"),
         (|r| r.vm_uuid = "None".into(), "VMUUID"),
         (|r| r.site_name = "null".into(), "SiteName"),
