@@ -1,1 +1,9 @@
-//! Integration tests (in progress).
+//! Integration tests of the `egi-*` crates against real peers, as one test binary.
+//!
+//! Each test starts the peers it needs (fresh temporary directory, free loopback port) and
+//! stops them when done. Peers must be on `PATH`: `.ci/install-peers` installs them.
+
+mod helpers;
+mod prometheus_peer;
+mod sample_data;
+mod sources_agree;

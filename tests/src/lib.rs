@@ -1,1 +1,30 @@
-//! Test harness (in progress).
+//! # egi-test-harness
+//!
+//! Real peers on loopback for the integration tests of the `egi-*` crates, and the data
+//! they are fed with. One module per peer, so that more peers (an OpenID provider,
+//! JupyterHub, a Kubernetes API simulator) can be added beside the first:
+//!
+//! - [`prometheus`]: [`Prometheus::backfill`] loads an OpenMetrics history into a real
+//!   Prometheus (`promtool tsdb create-blocks-from openmetrics`) and serves it on a free port
+//!   until dropped.
+//! - [`synthetic`]: a deterministic history of notebook pods, as kube-state-metrics and
+//!   cAdvisor would have left it, from a handful of [`synthetic::Params`].
+//!
+//! Peers are found on `PATH`; `.ci/install-peers` installs them on Debian.
+//!
+//! ```no_run
+//! use egi_test_harness::{Prometheus, synthetic::{self, Params}};
+//!
+//! # fn main() -> anyhow::Result<()> {
+//! let params = Params::sample();
+//! let prometheus = Prometheus::backfill(&synthetic::generate(&params)?)?;
+//! let data = prometheus.query("count(kube_pod_created)", params.end)?;
+//! println!("{} serves {}", prometheus.url(), data["result"]);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod prometheus;
+pub mod synthetic;
+
+pub use prometheus::Prometheus;
