@@ -11,8 +11,8 @@
 # 2. Starts Prometheus on DATA_DIR/tsdb (127.0.0.1, free port) and measures, RUNS (default 5)
 #    times, median reported:
 #    a. the curl floor: the 10 PromQL queries of egi-accounting (printed by the
-#       `accounting-queries` helper from egi-accounting's own query module, so they never
-#       drift) POSTed to /api/v1/query at the history's last timestamp, sequentially and all
+#       `accounting-queries` helper of egi-benches from egi-accounting's own query module, so
+#       they never drift) POSTed to /api/v1/query at the history's last timestamp, sequentially and all
 #       at once;
 #    b. target/release/accounting --config <ini> --dry-run: wall time and peak RSS
 #       (/usr/bin/time -v). Skipped with a message if the binary is not built
@@ -43,8 +43,8 @@ now() { date +%s.%N; }
 elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.3f}')" "$1" "$2"; }
 median() { python3 -c "import statistics, sys; print(f'{statistics.median(map(float, sys.argv[1:])):.3f}')" "$@"; }
 
-echo "== building the generator and the query printer (release)"
-cargo build -q --release -p egi-test-harness --bin synth-history --bin accounting-queries
+echo "== building the generator (release)"
+cargo build -q --release -p egi-test-harness --bin synth-history
 bin=$root/target/release
 
 # ---------------------------------------------------------------- generate + backfill
@@ -105,7 +105,12 @@ fi
 echo "== prometheus ready at $url in $(elapsed "$t0" "$(now)") s"
 
 # ---------------------------------------------------------------- the curl floor
+cargo build -q --release -p egi-benches --bin accounting-queries
 mapfile -t queries < <("$bin/accounting-queries" --range "$range")
+if [[ ${#queries[@]} == 0 ]]; then
+    echo "accounting-queries printed nothing" >&2
+    exit 1
+fi
 echo "== ${#queries[@]} queries at time=$end over $range"
 query() {
     curl -s -o "${2:-/dev/null}" --data-urlencode "query=$1" --data-urlencode "time=$end" \

@@ -276,18 +276,27 @@ fn check_against_plan(answers: &Answers, pods: &[Pod], w: &Window, context: &str
         }
     }
 
-    // Counter resets: only where the sandbox was recreated, once for received and once for
-    // transmitted bytes; container restarts start new series, which are not resets.
+    // Counter resets: only where the sandbox was recreated (the pod-level received and
+    // transmitted counters restart; one of them may not show it if the new namespace's first
+    // sample already exceeds the old total); container restarts start new series, which are
+    // not resets.
     let resets: BTreeMap<&str, f64> = answers
         .counter_resets
         .iter()
         .filter(|r| r.value != 0.0)
         .map(|r| (r.key.pod.as_str(), r.value))
         .collect();
-    let expected: BTreeMap<&str, f64> = filtered
+    let expected: BTreeSet<&str> = filtered
         .iter()
         .filter(|p| p.network_reset_in(from, to))
-        .map(|p| (p.name.as_str(), 2.0))
+        .map(|p| p.name.as_str())
         .collect();
-    assert_eq!(resets, expected, "{context}: counter resets");
+    assert_eq!(
+        resets.keys().copied().collect::<BTreeSet<_>>(),
+        expected,
+        "{context}: pods with counter resets"
+    );
+    for (pod, n) in resets {
+        assert!(n == 1.0 || n == 2.0, "{context}: {n} resets for {pod}");
+    }
 }
