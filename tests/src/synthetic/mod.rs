@@ -1,7 +1,7 @@
 //! A deterministic, synthetic Prometheus history of JupyterHub notebook pods.
 //!
 //! [`plan`] decides, from [`Params`] alone, what every pod does (when it is created, starts,
-//! restarts and goes away, who owns it, how much it uses); [`write`] renders that plan as the
+//! restarts and goes away, who owns it, how much it uses); [`write`](fn@write) renders that plan as the
 //! series kube-state-metrics and cAdvisor would have left in Prometheus, in the OpenMetrics
 //! text that `promtool tsdb create-blocks-from openmetrics` backfills:
 //!

@@ -5,7 +5,7 @@ use std::io::{self, BufWriter, Write};
 
 use super::{Generation, Params, Pod, Runtime, plan, rng_for};
 
-/// What [`write`] produced.
+/// What [`write`](fn@write) produced.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Pods planned.
