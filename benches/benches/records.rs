@@ -1,3 +1,4 @@
+#![allow(missing_docs)] // criterion_group! generates an undocumented public function
 //! Record builder throughput: synthetic answers for 10,000 and 100,000 pods turned into
 //! validated records and APEL messages.
 //!
@@ -14,28 +15,68 @@ use egi_accounting::metrics::{
 use egi_accounting::record::{RecordConfig, build_records};
 
 const T0: i64 = 1_700_000_000;
-const VOS: [&str; 4] = ["vo.notebooks.egi.eu", "vo.access.egi.eu", "vo.example.org", ""];
+const VOS: [&str; 4] = [
+    "vo.notebooks.egi.eu",
+    "vo.access.egi.eu",
+    "vo.example.org",
+    "",
+];
 
 fn answers(n: usize) -> Answers {
     let mut a = Answers::default();
     for i in 0..n {
         let uid = PodUid(format!("{i:08x}-7c1e-4a8e-9d3b-{:012x}", i * 7919));
-        let key = PodKey { namespace: "hub".into(), pod: format!("jupyter-user-{i}") };
+        let key = PodKey {
+            namespace: "hub".into(),
+            pod: format!("jupyter-user-{i}"),
+        };
         let created = (T0 + (i as i64 % 80_000)) as f64;
-        a.pods.push(PodCreated { uid: uid.clone(), key: key.clone(), created });
+        a.pods.push(PodCreated {
+            uid: uid.clone(),
+            key: key.clone(),
+            created,
+        });
         let running = (i % 5 != 0).then(|| Timestamp::from_millis((created as i64 + 3_600) * 1000));
-        a.running.push(RunningSamples { uid: uid.clone(), last_running: running, running_count: 120 });
+        a.running.push(RunningSamples {
+            uid: uid.clone(),
+            last_running: running,
+            running_count: 120,
+        });
         let mut ann = BTreeMap::new();
-        ann.insert("hub_jupyter_org_username".into(), format!("user-{i}@egi.eu"));
+        ann.insert(
+            "hub_jupyter_org_username".into(),
+            format!("user-{i}@egi.eu"),
+        );
         ann.insert("egi_eu_primary_group".into(), VOS[i % VOS.len()].into());
-        a.annotations.push(PodAnnotations { uid: uid.clone(), annotations: ann });
-        a.images.push(ByUid { uid: uid.clone(), value: "eginotebooks/single-user:2.1.0".into() });
-        a.cpu_requests.push(ByUid { uid, value: 0.25 * (1 + i % 8) as f64 });
+        a.annotations.push(PodAnnotations {
+            uid: uid.clone(),
+            annotations: ann,
+        });
+        a.images.push(ByUid {
+            uid: uid.clone(),
+            value: "eginotebooks/single-user:2.1.0".into(),
+        });
+        a.cpu_requests.push(ByUid {
+            uid,
+            value: 0.25 * (1 + i % 8) as f64,
+        });
         let v = i as f64;
-        a.cpu_seconds.push(ByPod { key: key.clone(), value: 12.5 * v });
-        a.peak_memory.push(ByPod { key: key.clone(), value: 2.0e8 + v });
-        a.network_received.push(ByPod { key: key.clone(), value: 3.0e9 + v });
-        a.network_transmitted.push(ByPod { key, value: 1.0e6 + v });
+        a.cpu_seconds.push(ByPod {
+            key: key.clone(),
+            value: 12.5 * v,
+        });
+        a.peak_memory.push(ByPod {
+            key: key.clone(),
+            value: 2.0e8 + v,
+        });
+        a.network_received.push(ByPod {
+            key: key.clone(),
+            value: 3.0e9 + v,
+        });
+        a.network_transmitted.push(ByPod {
+            key,
+            value: 1.0e6 + v,
+        });
     }
     a
 }

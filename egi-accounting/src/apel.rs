@@ -108,7 +108,9 @@ fn check_text(field: &str, value: &str, mandatory: bool) -> Result<(), String> {
         return Err(format!("{field} is longer than {MAX_FIELD_LEN} characters"));
     }
     if let Some(c) = value.bytes().find(|b| !(0x20..=0x7e).contains(b)) {
-        return Err(format!("{field} contains the byte {c:#04x}, not printable ASCII"));
+        return Err(format!(
+            "{field} contains the byte {c:#04x}, not printable ASCII"
+        ));
     }
     if value.trim() != value {
         return Err(format!("{field} has leading or trailing blanks"));
@@ -151,11 +153,17 @@ pub fn validate(r: &CloudRecord) -> Result<(), String> {
     }
     if let Some(end) = r.end_time {
         if end < r.start_time {
-            return Err(format!("EndTime {end} is before StartTime {}", r.start_time));
+            return Err(format!(
+                "EndTime {end} is before StartTime {}",
+                r.start_time
+            ));
         }
     }
     if !(0..=MAX_CPU_COUNT_MILLI).contains(&r.cpu_count_milli) {
-        return Err(format!("CpuCount {} is outside DECIMAL(10,3)", r.cpu_count_milli));
+        return Err(format!(
+            "CpuCount {} is outside DECIMAL(10,3)",
+            r.cpu_count_milli
+        ));
     }
     Ok(())
 }
@@ -263,7 +271,8 @@ pub fn messages(records: &[CloudRecord], limits: Limits) -> Vec<ApelMessage> {
         rendered.clear();
         render_into(r, &mut rendered);
         let extra = rendered.len() + 3;
-        if count > 0 && (count == limits.max_records.get() || text.len() + extra > limits.max_bytes) {
+        if count > 0 && (count == limits.max_records.get() || text.len() + extra > limits.max_bytes)
+        {
             out.push(ApelMessage {
                 text: std::mem::take(&mut text),
                 records: count,
@@ -280,7 +289,10 @@ pub fn messages(records: &[CloudRecord], limits: Limits) -> Vec<ApelMessage> {
         count += 1;
     }
     if count > 0 {
-        out.push(ApelMessage { text, records: count });
+        out.push(ApelMessage {
+            text,
+            records: count,
+        });
     }
     out
 }
@@ -293,7 +305,9 @@ pub type ParsedRecord = Vec<(String, String)>;
 /// the loader would reject the whole message.
 pub fn parse_message(text: &str) -> Result<Vec<ParsedRecord>, String> {
     if let Some(b) = text.bytes().find(|b| !b.is_ascii()) {
-        return Err(format!("non-ASCII byte {b:#04x}: the sender cannot send it"));
+        return Err(format!(
+            "non-ASCII byte {b:#04x}: the sender cannot send it"
+        ));
     }
     let mut lines = text.lines();
     match lines.next() {
@@ -313,7 +327,9 @@ pub fn parse_message(text: &str) -> Result<Vec<ParsedRecord>, String> {
         if line.trim().is_empty() {
             continue;
         }
-        let (k, v) = line.split_once(':').ok_or_else(|| format!("line without ':': {line:?}"))?;
+        let (k, v) = line
+            .split_once(':')
+            .ok_or_else(|| format!("line without ':': {line:?}"))?;
         let (k, v) = (k.trim(), v.trim());
         if !FIELDS.contains(&k) {
             return Err(format!("unknown key {k:?}"));
@@ -343,7 +359,9 @@ fn check_parsed(rec: &ParsedRecord) -> Result<(), String> {
             return Err(format!("{k}: {v:?} is not a time"));
         }
         if DECIMAL_FIELDS.contains(&k) {
-            let ok = v.parse::<f64>().is_ok_and(|x| x.is_finite() && x.abs() < 1e7)
+            let ok = v
+                .parse::<f64>()
+                .is_ok_and(|x| x.is_finite() && x.abs() < 1e7)
                 && v.split_once('.').is_none_or(|(_, f)| f.len() <= 3);
             if !ok {
                 return Err(format!("{k}: {v:?} is not a DECIMAL(10,3)"));

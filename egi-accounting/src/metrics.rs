@@ -54,7 +54,10 @@ impl Timestamp {
 
     /// `self - d`, saturating.
     pub fn saturating_sub(self, d: Duration) -> Self {
-        Self(self.0.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+        Self(
+            self.0
+                .saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
     }
 
     /// The value Prometheus' HTTP API accepts for `time=`: seconds with millisecond decimals.
@@ -94,7 +97,9 @@ impl LookBack {
             if digits == 0 {
                 return Err(bad("expected a number"));
             }
-            let n: u128 = rest[..digits].parse().map_err(|_| bad("number too large"))?;
+            let n: u128 = rest[..digits]
+                .parse()
+                .map_err(|_| bad("number too large"))?;
             rest = &rest[digits..];
             let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
             let unit_ms: u128 = match &rest[..unit_len] {
@@ -337,8 +342,7 @@ pub trait MetricsSource: Send + Sync {
     fn running<'a>(&'a self, window: &'a Window) -> BoxFuture<'a, Result<Vec<RunningSamples>>>;
 
     /// Pod annotations exported by kube-state-metrics.
-    fn annotations<'a>(&'a self, window: &'a Window)
-    -> BoxFuture<'a, Result<Vec<PodAnnotations>>>;
+    fn annotations<'a>(&'a self, window: &'a Window) -> BoxFuture<'a, Result<Vec<PodAnnotations>>>;
 
     /// Image of the `notebook` container.
     fn images<'a>(&'a self, window: &'a Window) -> BoxFuture<'a, Result<Vec<ByUid<String>>>>;
@@ -348,8 +352,7 @@ pub trait MetricsSource: Send + Sync {
     fn cpu_requests<'a>(&'a self, window: &'a Window) -> BoxFuture<'a, Result<Vec<ByUid<f64>>>>;
 
     /// One container usage question.
-    fn usage<'a>(&'a self, window: &'a Window, usage: Usage)
-    -> BoxFuture<'a, Result<Vec<ByPod>>>;
+    fn usage<'a>(&'a self, window: &'a Window, usage: Usage) -> BoxFuture<'a, Result<Vec<ByPod>>>;
 }
 
 /// Every answer for one window: the input of [`crate::record::build_records`].
@@ -410,9 +413,18 @@ mod tests {
 
     #[test]
     fn lookback_parses_promql_durations() {
-        assert_eq!(LookBack::parse("24h").unwrap().duration(), Duration::from_secs(86_400));
-        assert_eq!(LookBack::parse("1h30m").unwrap().duration(), Duration::from_secs(5_400));
-        assert_eq!(LookBack::parse("90s").unwrap().duration(), Duration::from_secs(90));
+        assert_eq!(
+            LookBack::parse("24h").unwrap().duration(),
+            Duration::from_secs(86_400)
+        );
+        assert_eq!(
+            LookBack::parse("1h30m").unwrap().duration(),
+            Duration::from_secs(5_400)
+        );
+        assert_eq!(
+            LookBack::parse("90s").unwrap().duration(),
+            Duration::from_secs(90)
+        );
         assert_eq!(LookBack::parse("1d").unwrap().as_str(), "1d");
         for bad in ["", "h", "24", "1x", "30m1h", "0s", "-1h", "1h 30m"] {
             assert!(LookBack::parse(bad).is_err(), "{bad:?} accepted");
@@ -421,9 +433,18 @@ mod tests {
 
     #[test]
     fn timestamp_renders_prometheus_time_param() {
-        assert_eq!(Timestamp::from_millis(1_700_000_000_000).to_prometheus_param(), "1700000000");
-        assert_eq!(Timestamp::from_millis(1_700_000_000_005).to_prometheus_param(), "1700000000.005");
-        assert_eq!(Timestamp::from_secs_f64(1.2345), Some(Timestamp::from_millis(1235)));
+        assert_eq!(
+            Timestamp::from_millis(1_700_000_000_000).to_prometheus_param(),
+            "1700000000"
+        );
+        assert_eq!(
+            Timestamp::from_millis(1_700_000_000_005).to_prometheus_param(),
+            "1700000000.005"
+        );
+        assert_eq!(
+            Timestamp::from_secs_f64(1.2345),
+            Some(Timestamp::from_millis(1235))
+        );
         assert_eq!(Timestamp::from_secs_f64(f64::NAN), None);
         assert_eq!(Timestamp::from_millis(-1).as_secs(), -1);
     }
@@ -431,7 +452,10 @@ mod tests {
     #[test]
     fn filter_composes_matchers() {
         let f = Filter::default();
-        assert_eq!(f.with("phase='Running'"), "pod=~'jupyter-.*',phase='Running'");
+        assert_eq!(
+            f.with("phase='Running'"),
+            "pod=~'jupyter-.*',phase='Running'"
+        );
         assert_eq!(Filter::new("").unwrap().with("a='b'"), "a='b'");
         assert!(Filter::new("pod='x'}").is_err());
     }

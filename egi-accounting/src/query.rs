@@ -43,9 +43,15 @@ pub fn promql(question: Question, window: &Window) -> String {
     let r = window.range.as_str();
     match question {
         Question::Pods => format!("last_over_time(kube_pod_created{{{}}}[{r}])", f.with("")),
-        Question::Running => format!("kube_pod_status_phase{{{}}}[{r}]", f.with("phase='Running'")),
+        Question::Running => format!(
+            "kube_pod_status_phase{{{}}}[{r}]",
+            f.with("phase='Running'")
+        ),
         Question::Annotations => {
-            format!("last_over_time(kube_pod_annotations{{{}}}[{r}])", f.with(""))
+            format!(
+                "last_over_time(kube_pod_annotations{{{}}}[{r}])",
+                f.with("")
+            )
         }
         Question::Images => format!(
             "last_over_time(kube_pod_container_info{{{}}}[{r}])",
@@ -69,10 +75,21 @@ pub fn promql(question: Question, window: &Window) -> String {
                 f.with("")
             )
         }
-        Question::Usage(u @ Usage::CounterResets) => format!(
-            "sum by (namespace, pod) (resets({{{}}}[{r}]))",
-            f.with(&format!("__name__=~'{}'", u.metric_names().join("|")))
-        ),
+        Question::Usage(u @ Usage::CounterResets) => {
+            // resets() drops the metric name, so the series of the three counters would
+            // collide in one vector: tag each with its metric before joining them with `or`.
+            let parts: Vec<String> = u
+                .metric_names()
+                .iter()
+                .map(|m| {
+                    format!(
+                        "label_replace(resets({m}{{{}}}[{r}]), \"metric\", \"{m}\", \"\", \"\")",
+                        f.with("")
+                    )
+                })
+                .collect();
+            format!("sum by (namespace, pod) ({})", parts.join(" or "))
+        }
     }
 }
 
@@ -116,8 +133,12 @@ mod tests {
             promql(Question::Usage(Usage::NetworkReceivedBytes), &w),
             "sum by (namespace, pod) (max by (namespace, pod, interface) (last_over_time(container_network_receive_bytes_total{pod=~'jupyter-.*'}[4h])))"
         );
-        assert!(promql(Question::Usage(Usage::CounterResets), &w).starts_with(
-            "sum by (namespace, pod) (resets({pod=~'jupyter-.*',__name__=~'container_cpu_usage_seconds_total|"
-        ));
+        assert_eq!(
+            promql(Question::Usage(Usage::CounterResets), &w),
+            "sum by (namespace, pod) (\
+             label_replace(resets(container_cpu_usage_seconds_total{pod=~'jupyter-.*'}[4h]), \"metric\", \"container_cpu_usage_seconds_total\", \"\", \"\") or \
+             label_replace(resets(container_network_receive_bytes_total{pod=~'jupyter-.*'}[4h]), \"metric\", \"container_network_receive_bytes_total\", \"\", \"\") or \
+             label_replace(resets(container_network_transmit_bytes_total{pod=~'jupyter-.*'}[4h]), \"metric\", \"container_network_transmit_bytes_total\", \"\", \"\"))"
+        );
     }
 }

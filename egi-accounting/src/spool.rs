@@ -74,18 +74,23 @@ impl DirqSpool {
 
     /// Adds one element atomically.
     pub fn add(&self, body: &[u8]) -> Result<ElementName> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         let secs = now.as_secs();
         let dir_name = format!("{:08x}", secs - secs % 60);
         let dir = self.path.join(&dir_name);
-        fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create spool directory", &dir, e))?;
+        fs::create_dir_all(&dir)
+            .map_err(|e| Error::io("cannot create spool directory", &dir, e))?;
 
         let mut micros = now.subsec_micros();
         let (tmp, mut file) = loop {
             let tmp = dir.join(format!("{}.tmp", self.element(secs, micros)));
             match OpenOptions::new().write(true).create_new(true).open(&tmp) {
                 Ok(f) => break (tmp, f),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => micros = (micros + 1) % 1_000_000,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    micros = (micros + 1) % 1_000_000
+                }
                 Err(e) => return Err(Error::io("cannot create spool element", &tmp, e)),
             }
         };
@@ -99,7 +104,9 @@ impl DirqSpool {
             let name = self.element(secs, micros);
             match fs::hard_link(&tmp, dir.join(&name)) {
                 Ok(()) => break name,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => micros = (micros + 1) % 1_000_000,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    micros = (micros + 1) % 1_000_000
+                }
                 Err(e) => {
                     let _ = fs::remove_file(&tmp);
                     return Err(Error::io("cannot link spool element", &tmp, e));
@@ -115,7 +122,12 @@ impl DirqSpool {
     }
 
     fn element(&self, secs: u64, micros: u32) -> String {
-        format!("{:08x}{:05x}{:01x}", secs & 0xffff_ffff, micros, self.rndhex)
+        format!(
+            "{:08x}{:05x}{:01x}",
+            secs & 0xffff_ffff,
+            micros,
+            self.rndhex
+        )
     }
 
     /// Removes an element this process added (used to roll back a failed delivery).
@@ -134,7 +146,11 @@ impl Sink for DirqSpool {
                 for name in &added {
                     let _ = self.remove(name);
                 }
-                return Err(Error::io("injected failure", &self.path, io::Error::other("test")));
+                return Err(Error::io(
+                    "injected failure",
+                    &self.path,
+                    io::Error::other("test"),
+                ));
             }
             match self.add(m.as_str().as_bytes()) {
                 Ok(name) => added.push(name),
@@ -176,7 +192,11 @@ impl<W: Write> WriterSink<W> {
 
 impl<W: Write> Sink for WriterSink<W> {
     fn deliver(&mut self, messages: &[ApelMessage]) -> Result<usize> {
-        let text = messages.iter().map(ApelMessage::as_str).collect::<Vec<_>>().join("\n");
+        let text = messages
+            .iter()
+            .map(ApelMessage::as_str)
+            .collect::<Vec<_>>()
+            .join("\n");
         self.writer
             .write_all(text.as_bytes())
             .and_then(|()| self.writer.flush())
@@ -188,8 +208,8 @@ impl<W: Write> Sink for WriterSink<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apel::{Limits, messages};
     use crate::apel::tests::record;
+    use crate::apel::{Limits, messages};
 
     fn elements(root: &Path) -> Vec<PathBuf> {
         let mut out = Vec::new();
@@ -205,7 +225,10 @@ mod tests {
 
     fn three_messages() -> Vec<ApelMessage> {
         let records: Vec<_> = (0..3).map(|i| record(&format!("u{i}"))).collect();
-        let limits = Limits { max_records: std::num::NonZeroUsize::MIN, ..Limits::default() };
+        let limits = Limits {
+            max_records: std::num::NonZeroUsize::MIN,
+            ..Limits::default()
+        };
         messages(&records, limits)
     }
 
@@ -220,11 +243,18 @@ mod tests {
             let name = f.file_name().unwrap().to_str().unwrap();
             let parent = f.parent().unwrap().file_name().unwrap().to_str().unwrap();
             assert_eq!(name.len(), 14, "{name}");
-            assert!(name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+            assert!(
+                name.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            );
             assert_eq!(parent.len(), 8);
             let secs = u64::from_str_radix(parent, 16).unwrap();
             assert_eq!(secs % 60, 0);
-            assert!(fs::read_to_string(f).unwrap().starts_with("APEL-cloud-message: v0.4\n"));
+            assert!(
+                fs::read_to_string(f)
+                    .unwrap()
+                    .starts_with("APEL-cloud-message: v0.4\n")
+            );
         }
     }
 
@@ -243,7 +273,10 @@ mod tests {
         let file = dir.path().join("not-a-dir");
         fs::write(&file, "x").unwrap();
         let err = DirqSpool::open(file.join("spool")).unwrap_err();
-        assert!(err.to_string().contains("cannot create spool directory"), "{err}");
+        assert!(
+            err.to_string().contains("cannot create spool directory"),
+            "{err}"
+        );
         assert!(DirqSpool::open(&file).is_err());
     }
 

@@ -46,7 +46,10 @@ fn record_renders_in_apel_field_order() {
     let mut text = String::new();
     render_into(&record("u-1"), &mut text);
     let keys: Vec<&str> = text.lines().map(|l| l.split_once(':').unwrap().0).collect();
-    let order: Vec<usize> = keys.iter().map(|k| FIELDS.iter().position(|f| f == k).unwrap()).collect();
+    let order: Vec<usize> = keys
+        .iter()
+        .map(|k| FIELDS.iter().position(|f| f == k).unwrap())
+        .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
     assert!(text.contains("CpuCount: 0.5\n"));
     assert!(text.contains("Status: completed\n"));
@@ -70,7 +73,10 @@ fn validation_enforces_apel_rules() {
         (|r| r.vm_uuid.clear(), "VMUUID"),
         (|r| r.vm_uuid = "None".into(), "VMUUID"),
         (|r| r.site_name = "null".into(), "SiteName"),
-        (|r| r.global_user_name = Some("zoë".into()), "GlobalUserName"),
+        (
+            |r| r.global_user_name = Some("zoë".into()),
+            "GlobalUserName",
+        ),
         (|r| r.machine_name = "a\nb".into(), "MachineName"),
         (|r| r.image_id = Some("x".repeat(256)), "ImageId"),
         (|r| r.fqan = Some(" vo".into()), "FQAN"),
@@ -92,14 +98,23 @@ fn validation_enforces_apel_rules() {
 fn messages_are_chunked_by_count_and_size() {
     let records: Vec<_> = (0..250).map(|i| record(&format!("uid-{i:04}"))).collect();
     let msgs = messages(&records, Limits::default());
-    assert_eq!(msgs.iter().map(ApelMessage::records).collect::<Vec<_>>(), [100, 100, 50]);
-    let parsed: Vec<_> = msgs.iter().flat_map(|m| parse_message(m.as_str()).unwrap()).collect();
+    assert_eq!(
+        msgs.iter().map(ApelMessage::records).collect::<Vec<_>>(),
+        [100, 100, 50]
+    );
+    let parsed: Vec<_> = msgs
+        .iter()
+        .flat_map(|m| parse_message(m.as_str()).unwrap())
+        .collect();
     assert_eq!(parsed.len(), 250);
     assert_eq!(parsed[249][1], ("VMUUID".to_owned(), "uid-0249".to_owned()));
 
     let one = messages(&records[..1], Limits::default());
     let size = one[0].as_str().len();
-    let tight = Limits { max_records: NonZeroUsize::new(1000).unwrap(), max_bytes: size * 3 };
+    let tight = Limits {
+        max_records: NonZeroUsize::new(1000).unwrap(),
+        max_bytes: size * 3,
+    };
     let msgs = messages(&records[..10], tight);
     assert!(msgs.len() >= 4, "{} messages", msgs.len());
     assert!(msgs.iter().all(|m| m.as_str().len() <= size * 3));

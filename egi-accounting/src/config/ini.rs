@@ -159,16 +159,34 @@ mod tests {
              host = https://prom.example.org\npct = 100%%\n[VO]\nvo.a = g1,\n  g2\n",
         )
         .unwrap();
-        assert_eq!(ini.get("default", "site").unwrap().as_deref(), Some("MY-SITE"));
-        assert_eq!(ini.get("default", "fqan_key").unwrap().as_deref(), Some("primary_group"));
-        assert_eq!(ini.get("prometheus", "password").unwrap().as_deref(), Some("se#cret;x"));
-        assert_eq!(ini.get("prometheus", "filter").unwrap().as_deref(), Some("pod=~'jupyter-.*'"));
+        assert_eq!(
+            ini.get("default", "site").unwrap().as_deref(),
+            Some("MY-SITE")
+        );
+        assert_eq!(
+            ini.get("default", "fqan_key").unwrap().as_deref(),
+            Some("primary_group")
+        );
+        assert_eq!(
+            ini.get("prometheus", "password").unwrap().as_deref(),
+            Some("se#cret;x")
+        );
+        assert_eq!(
+            ini.get("prometheus", "filter").unwrap().as_deref(),
+            Some("pod=~'jupyter-.*'")
+        );
         assert_eq!(
             ini.get("prometheus", "url").unwrap().as_deref(),
             Some("https://prom.example.org/prom")
         );
-        assert_eq!(ini.get("prometheus", "pct").unwrap().as_deref(), Some("100%"));
-        assert_eq!(ini.items("VO").unwrap(), [("vo.a".to_owned(), "g1,\ng2".to_owned())]);
+        assert_eq!(
+            ini.get("prometheus", "pct").unwrap().as_deref(),
+            Some("100%")
+        );
+        assert_eq!(
+            ini.items("VO").unwrap(),
+            [("vo.a".to_owned(), "g1,\ng2".to_owned())]
+        );
         assert!(ini.has_section("VO") && !ini.has_section("vo"));
         assert_eq!(ini.get("missing", "x").unwrap(), None);
     }

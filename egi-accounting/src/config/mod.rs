@@ -66,7 +66,9 @@ fn parse_bool(key: &str, v: &str) -> Result<bool> {
     match v.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" | "" => Ok(false),
-        other => Err(Error::Config(format!("{key} = {other:?}: expected a boolean"))),
+        other => Err(Error::Config(format!(
+            "{key} = {other:?}: expected a boolean"
+        ))),
     }
 }
 
@@ -101,7 +103,9 @@ impl Config {
             ini.get(section, key)
         };
         let text_opt = |section: &str, key: &str, var: Option<&str>| -> Result<Option<String>> {
-            Ok(lookup(section, key, var)?.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()))
+            Ok(lookup(section, key, var)?
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty()))
         };
 
         let verbose = match lookup("default", "verbose", Some("VERBOSE"))? {
@@ -119,12 +123,15 @@ impl Config {
             Some(k) => FqanKey::parse(&k)?,
             None => FqanKey::default(),
         };
-        let default_cpu_count = text_opt("default", "default_cpu_count", Some("DEFAULT_CPU_COUNT"))?
-            .map(|v| parse_num::<f64>("default_cpu_count", &v))
-            .transpose()?;
+        let default_cpu_count =
+            text_opt("default", "default_cpu_count", Some("DEFAULT_CPU_COUNT"))?
+                .map(|v| parse_num::<f64>("default_cpu_count", &v))
+                .transpose()?;
         if let Some(c) = default_cpu_count {
             if !(c.is_finite() && c > 0.0) {
-                return Err(Error::Config(format!("default_cpu_count = {c}: must be positive")));
+                return Err(Error::Config(format!(
+                    "default_cpu_count = {c}: must be positive"
+                )));
             }
         }
         let units = match text_opt("default", "units", Some("UNITS"))? {
@@ -158,7 +165,9 @@ impl Config {
         let url = Url::parse(&url_text)
             .map_err(|e| Error::Config(format!("prometheus url {url_text:?}: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(Error::Config(format!("prometheus url {url_text:?}: not http(s)")));
+            return Err(Error::Config(format!(
+                "prometheus url {url_text:?}: not http(s)"
+            )));
         }
         let mut prometheus = PrometheusConfig::new(url);
         let user = text_opt("prometheus", "user", None)?;
@@ -166,9 +175,14 @@ impl Config {
         let token = text_opt("prometheus", "token", Some("PROMETHEUS_TOKEN"))?;
         prometheus.auth = match (user, token) {
             (Some(_), Some(_)) => {
-                return Err(Error::Config("give either prometheus user or token, not both".into()));
+                return Err(Error::Config(
+                    "give either prometheus user or token, not both".into(),
+                ));
             }
-            (Some(user), None) => Auth::Basic { user, password: SecretString::from(password) },
+            (Some(user), None) => Auth::Basic {
+                user,
+                password: SecretString::from(password),
+            },
             (None, Some(token)) => Auth::Bearer(SecretString::from(token)),
             (None, None) => Auth::None,
         };

@@ -5,7 +5,10 @@ use secrecy::ExposeSecret;
 use super::*;
 
 fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-    let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     move |k| map.get(k).cloned()
 }
 
@@ -37,12 +40,27 @@ fn the_python_tools_file_means_the_same() {
     assert!(c.verbose);
     assert_eq!(c.records.site, "MY-SITE");
     assert_eq!(c.records.cloud_type, "EGI Notebooks");
-    assert_eq!(c.records.cloud_compute_service.as_deref(), Some("notebooks.example.org"));
+    assert_eq!(
+        c.records.cloud_compute_service.as_deref(),
+        Some("notebooks.example.org")
+    );
     assert_eq!(c.records.default_cpu_count, Some(1.0));
-    assert_eq!(c.records.vo_map.resolve("notebooks").as_deref(), Some("vo.notebooks.egi.eu"));
-    assert_eq!(c.records.vo_map.resolve("access").as_deref(), Some("vo.access.egi.eu"));
-    assert_eq!(c.spool.as_deref(), Some(Path::new("/var/spool/apel/outgoing")));
-    assert_eq!(c.prometheus.url.as_str(), "https://prometheus.example.org/prom/");
+    assert_eq!(
+        c.records.vo_map.resolve("notebooks").as_deref(),
+        Some("vo.notebooks.egi.eu")
+    );
+    assert_eq!(
+        c.records.vo_map.resolve("access").as_deref(),
+        Some("vo.access.egi.eu")
+    );
+    assert_eq!(
+        c.spool.as_deref(),
+        Some(Path::new("/var/spool/apel/outgoing"))
+    );
+    assert_eq!(
+        c.prometheus.url.as_str(),
+        "https://prometheus.example.org/prom/"
+    );
     match &c.prometheus.auth {
         Auth::Basic { user, password } => {
             assert_eq!(user, "reader");
@@ -55,7 +73,10 @@ fn the_python_tools_file_means_the_same() {
     assert_eq!(c.range.as_str(), "4h");
     assert_eq!(c.records.units, Units::Caso);
     assert_eq!(c.limits.max_records.get(), 100);
-    assert!(!format!("{c:?}").contains("p#ss;word"), "Debug must redact the password");
+    assert!(
+        !format!("{c:?}").contains("p#ss;word"),
+        "Debug must redact the password"
+    );
 }
 
 #[test]
@@ -112,8 +133,16 @@ fn bearer_token_from_environment() {
 fn bad_values_are_named() {
     for (text, vars, needle) in [
         ("[default]\nfqan_key=vo\n", vec![], "fqan_key"),
-        ("[default]\ndefault_cpu_count=many\n", vec![], "default_cpu_count"),
-        ("[default]\ndefault_cpu_count=-1\n", vec![], "default_cpu_count"),
+        (
+            "[default]\ndefault_cpu_count=many\n",
+            vec![],
+            "default_cpu_count",
+        ),
+        (
+            "[default]\ndefault_cpu_count=-1\n",
+            vec![],
+            "default_cpu_count",
+        ),
         ("[prometheus]\nrange=1x\n", vec![], "range"),
         ("[prometheus]\nurl=ftp://x\n", vec![], "url"),
         ("[prometheus]\nverify=maybe\n", vec![], "verify"),
@@ -124,7 +153,9 @@ fn bad_values_are_named() {
         ("", vec![("MAX_RECORDS", "0")], "max_records"),
         ("", vec![("UNITS", "kb")], "units"),
     ] {
-        let e = Config::from_ini_str(text, env(&vars)).unwrap_err().to_string();
+        let e = Config::from_ini_str(text, env(&vars))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(needle), "{text:?}: {e}");
     }
 }

@@ -210,8 +210,16 @@ pub fn build_records(answers: &Answers, config: &RecordConfig, at: Timestamp) ->
     let tx = sum_by_pod(&answers.network_transmitted);
     let resets = sum_by_pod(&answers.counter_resets);
 
-    warn_orphans("kube_pod_status_phase", answers.running.iter().map(|r| r.uid.0.as_str()), &pods);
-    warn_orphans("kube_pod_annotations", answers.annotations.iter().map(|r| r.uid.0.as_str()), &pods);
+    warn_orphans(
+        "kube_pod_status_phase",
+        answers.running.iter().map(|r| r.uid.0.as_str()),
+        &pods,
+    );
+    warn_orphans(
+        "kube_pod_annotations",
+        answers.annotations.iter().map(|r| r.uid.0.as_str()),
+        &pods,
+    );
 
     let mut uids: Vec<&str> = pods.keys().copied().collect();
     uids.sort_unstable();
@@ -238,7 +246,10 @@ pub fn build_records(answers: &Answers, config: &RecordConfig, at: Timestamp) ->
             ("container_memory_max_usage_bytes", get(&memory)),
             ("container_network_receive_bytes_total", get(&rx)),
             ("container_network_transmit_bytes_total", get(&tx)),
-            ("kube_pod_container_resource_requests", cpu_requests.get(uid).copied().unwrap_or(0.0)),
+            (
+                "kube_pod_container_resource_requests",
+                cpu_requests.get(uid).copied().unwrap_or(0.0),
+            ),
         ];
         if let Some((metric, _)) = usage.iter().find(|(_, v)| !v.is_finite()) {
             built.skipped.push(skip(SkipReason::NonFinite { metric }));
@@ -323,7 +334,12 @@ fn warn_orphans<'a>(
         first.get_or_insert(uid);
     }
     if let Some(first) = first {
-        tracing::warn!(metric, count, first_uid = first, "series whose uid has no kube_pod_created series are ignored");
+        tracing::warn!(
+            metric,
+            count,
+            first_uid = first,
+            "series whose uid has no kube_pod_created series are ignored"
+        );
     }
 }
 

@@ -95,15 +95,33 @@ mod tests {
     fn running_pod_is_started_until_90_seconds_after_its_last_sample() {
         let last = Some(at(START + 3600));
         let l = lifecycle(START, last, at(START + 3600 + 90));
-        assert_eq!(l, Lifecycle { status: Status::Started, end: None, wall: 3600 });
+        assert_eq!(
+            l,
+            Lifecycle {
+                status: Status::Started,
+                end: None,
+                wall: 3600
+            }
+        );
         let l = lifecycle(START, last, at(START + 3600 + 91));
-        assert_eq!(l, Lifecycle { status: Status::Completed, end: Some(START + 3600), wall: 3600 });
+        assert_eq!(
+            l,
+            Lifecycle {
+                status: Status::Completed,
+                end: Some(START + 3600),
+                wall: 3600
+            }
+        );
     }
 
     #[test]
     fn fractional_times_compare_like_the_python_tool() {
         // 90.5 s after the truncated end: more than 90 s, so completed.
-        let l = lifecycle(START, Some(Timestamp::from_millis((START + 10) * 1000 + 700)), Timestamp::from_millis((START + 100) * 1000 + 500));
+        let l = lifecycle(
+            START,
+            Some(Timestamp::from_millis((START + 10) * 1000 + 700)),
+            Timestamp::from_millis((START + 100) * 1000 + 500),
+        );
         assert_eq!(l.status, Status::Completed);
         assert_eq!(l.end, Some(START + 10));
         assert_eq!(l.wall, 10);
@@ -112,8 +130,22 @@ mod tests {
     #[test]
     fn never_running_pod_gets_96_seconds_of_grace() {
         let l = lifecycle(START, None, at(START + 95));
-        assert_eq!(l, Lifecycle { status: Status::Started, end: None, wall: 0 });
+        assert_eq!(
+            l,
+            Lifecycle {
+                status: Status::Started,
+                end: None,
+                wall: 0
+            }
+        );
         let l = lifecycle(START, None, at(START + 96));
-        assert_eq!(l, Lifecycle { status: Status::Completed, end: Some(START), wall: 0 });
+        assert_eq!(
+            l,
+            Lifecycle {
+                status: Status::Completed,
+                end: Some(START),
+                wall: 0
+            }
+        );
     }
 }

@@ -6,18 +6,28 @@ use crate::metrics::{ByUid, PodAnnotations, PodUid, RunningSamples};
 const T0: i64 = 1_700_000_000;
 
 fn key(pod: &str) -> PodKey {
-    PodKey { namespace: "hub".into(), pod: pod.into() }
+    PodKey {
+        namespace: "hub".into(),
+        pod: pod.into(),
+    }
 }
 
 fn by_pod(pod: &str, value: f64) -> ByPod {
-    ByPod { key: key(pod), value }
+    ByPod {
+        key: key(pod),
+        value,
+    }
 }
 
 /// One pod `jupyter-<name>` with uid `uid-<name>`, created at T0, all metrics present.
 fn add_pod(a: &mut Answers, name: &str, last_running: Option<i64>, group: Option<&str>) {
     let uid = PodUid(format!("uid-{name}"));
     let pod = format!("jupyter-{name}");
-    a.pods.push(PodCreated { uid: uid.clone(), key: key(&pod), created: T0 as f64 });
+    a.pods.push(PodCreated {
+        uid: uid.clone(),
+        key: key(&pod),
+        created: T0 as f64,
+    });
     a.running.push(RunningSamples {
         uid: uid.clone(),
         last_running: last_running.map(|s| Timestamp::from_millis(s * 1000)),
@@ -28,12 +38,19 @@ fn add_pod(a: &mut Answers, name: &str, last_running: Option<i64>, group: Option
     if let Some(g) = group {
         annotations.insert("egi_eu_primary_group".to_owned(), g.to_owned());
     }
-    a.annotations.push(PodAnnotations { uid: uid.clone(), annotations });
-    a.images.push(ByUid { uid: uid.clone(), value: "egifedcloud/notebook:1".into() });
+    a.annotations.push(PodAnnotations {
+        uid: uid.clone(),
+        annotations,
+    });
+    a.images.push(ByUid {
+        uid: uid.clone(),
+        value: "egifedcloud/notebook:1".into(),
+    });
     a.cpu_requests.push(ByUid { uid, value: 0.5 });
     a.cpu_seconds.push(by_pod(&pod, 100.4));
     a.peak_memory.push(by_pod(&pod, 300.0 * 1024.0 * 1024.0));
-    a.network_received.push(by_pod(&pod, 3.0 * 1024.0 * 1024.0 * 1024.0));
+    a.network_received
+        .push(by_pod(&pod, 3.0 * 1024.0 * 1024.0 * 1024.0));
     a.network_transmitted.push(by_pod(&pod, 1024.0));
 }
 
@@ -44,7 +61,12 @@ fn at(secs: i64) -> Timestamp {
 #[test]
 fn a_finished_pod_becomes_a_completed_record_in_caso_units() {
     let mut a = Answers::default();
-    add_pod(&mut a, "alice", Some(T0 + 3600), Some("vo.notebooks.egi.eu"));
+    add_pod(
+        &mut a,
+        "alice",
+        Some(T0 + 3600),
+        Some("vo.notebooks.egi.eu"),
+    );
     let built = build_records(&a, &RecordConfig::default(), at(T0 + 7200));
     assert!(built.skipped.is_empty());
     let r = &built.records[0];
@@ -52,7 +74,10 @@ fn a_finished_pod_becomes_a_completed_record_in_caso_units() {
     assert_eq!(r.machine_name, "jupyter-alice");
     assert_eq!(r.local_group_id.as_deref(), Some("hub"));
     assert_eq!(r.status, Status::Completed);
-    assert_eq!((r.start_time, r.end_time, r.wall_duration), (T0, Some(T0 + 3600), 3600));
+    assert_eq!(
+        (r.start_time, r.end_time, r.wall_duration),
+        (T0, Some(T0 + 3600), 3600)
+    );
     assert_eq!(r.cpu_duration, 100);
     assert_eq!(r.cpu_count_milli, 500);
     assert_eq!(r.memory, 300);
@@ -66,7 +91,10 @@ fn a_finished_pod_becomes_a_completed_record_in_caso_units() {
 fn bytes_units_reproduce_the_python_tool() {
     let mut a = Answers::default();
     add_pod(&mut a, "alice", Some(T0 + 60), None);
-    let config = RecordConfig { units: Units::Bytes, ..RecordConfig::default() };
+    let config = RecordConfig {
+        units: Units::Bytes,
+        ..RecordConfig::default()
+    };
     let r = &build_records(&a, &config, at(T0 + 120)).records[0];
     assert_eq!(r.memory, 300 * 1024 * 1024);
     assert_eq!(r.network_outbound, 1024);
@@ -87,7 +115,10 @@ fn vo_mapping_uses_each_values_own_vo() {
     let fqans: Vec<_> = built.records.iter().map(|r| r.fqan.as_deref()).collect();
     assert_eq!(fqans, [Some("vo.one"), Some("vo.two"), None]);
 
-    let config = RecordConfig { fqan_key: FqanKey::GlobalUserName, ..RecordConfig::default() };
+    let config = RecordConfig {
+        fqan_key: FqanKey::GlobalUserName,
+        ..RecordConfig::default()
+    };
     let built = build_records(&a, &config, at(T0 + 10));
     assert_eq!(built.records[0].fqan.as_deref(), Some("a"));
 }
@@ -98,11 +129,23 @@ fn non_finite_values_skip_the_pod_and_name_the_metric() {
     add_pod(&mut a, "ok", None, None);
     add_pod(&mut a, "nan", None, None);
     add_pod(&mut a, "inf", None, None);
-    a.cpu_seconds.iter_mut().find(|b| b.key.pod == "jupyter-nan").unwrap().value = f64::NAN;
-    a.peak_memory.iter_mut().find(|b| b.key.pod == "jupyter-inf").unwrap().value = f64::INFINITY;
+    a.cpu_seconds
+        .iter_mut()
+        .find(|b| b.key.pod == "jupyter-nan")
+        .unwrap()
+        .value = f64::NAN;
+    a.peak_memory
+        .iter_mut()
+        .find(|b| b.key.pod == "jupyter-inf")
+        .unwrap()
+        .value = f64::INFINITY;
     let built = build_records(&a, &RecordConfig::default(), at(T0 + 10));
     assert_eq!(built.records.len(), 1);
-    let reasons: Vec<_> = built.skipped.iter().map(|s| (s.uid.as_str(), s.reason.to_string())).collect();
+    let reasons: Vec<_> = built
+        .skipped
+        .iter()
+        .map(|s| (s.uid.as_str(), s.reason.to_string()))
+        .collect();
     assert_eq!(reasons[0].0, "uid-inf");
     assert!(reasons[0].1.contains("container_memory_max_usage_bytes"));
     assert_eq!(reasons[1].0, "uid-nan");
@@ -116,7 +159,10 @@ fn pods_without_cpu_request_need_a_default() {
     a.cpu_requests.clear();
     let built = build_records(&a, &RecordConfig::default(), at(T0));
     assert_eq!(built.skipped[0].reason, SkipReason::NoCpuCount);
-    let config = RecordConfig { default_cpu_count: Some(1.0), ..RecordConfig::default() };
+    let config = RecordConfig {
+        default_cpu_count: Some(1.0),
+        ..RecordConfig::default()
+    };
     let built = build_records(&a, &config, at(T0));
     assert_eq!(built.records[0].cpu_count_milli, 1000);
 }
@@ -161,9 +207,10 @@ fn counter_resets_mark_lower_bounds_but_keep_the_record() {
 fn hostile_and_non_ascii_names_stay_inside_their_field() {
     let mut a = Answers::default();
     add_pod(&mut a, "zoë", None, Some("vo.example.org"));
-    a.annotations[0]
-        .annotations
-        .insert("hub_jupyter_org_username".into(), "eve\nVMUUID: forged".into());
+    a.annotations[0].annotations.insert(
+        "hub_jupyter_org_username".into(),
+        "eve\nVMUUID: forged".into(),
+    );
     let built = build_records(&a, &RecordConfig::default(), at(T0));
     let r = &built.records[0];
     assert_eq!(r.global_user_name.as_deref(), Some("eve%0AVMUUID: forged"));
@@ -181,7 +228,9 @@ fn an_invalid_record_is_skipped_not_emitted() {
     add_pod(&mut a, "late", Some(T0 - 100), None);
     let built = build_records(&a, &RecordConfig::default(), at(T0 + 1000));
     assert!(built.records.is_empty());
-    assert!(matches!(&built.skipped[0].reason, SkipReason::Invalid(w) if w.contains("WallDuration")));
+    assert!(
+        matches!(&built.skipped[0].reason, SkipReason::Invalid(w) if w.contains("WallDuration"))
+    );
 }
 
 #[test]
@@ -189,7 +238,11 @@ fn orphan_series_are_ignored_and_order_is_by_uid() {
     let mut a = Answers::default();
     add_pod(&mut a, "b", None, None);
     add_pod(&mut a, "a", None, None);
-    a.running.push(RunningSamples { uid: PodUid("ghost".into()), last_running: None, running_count: 0 });
+    a.running.push(RunningSamples {
+        uid: PodUid("ghost".into()),
+        last_running: None,
+        running_count: 0,
+    });
     let built = build_records(&a, &RecordConfig::default(), at(T0));
     let uids: Vec<_> = built.records.iter().map(|r| r.vm_uuid.as_str()).collect();
     assert_eq!(uids, ["uid-a", "uid-b"]);

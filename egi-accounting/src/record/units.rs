@@ -24,7 +24,9 @@ impl Units {
         match text.trim().to_ascii_lowercase().as_str() {
             "caso" | "mb" => Ok(Self::Caso),
             "bytes" | "b" => Ok(Self::Bytes),
-            other => Err(Error::Config(format!("units {other:?}: expected caso or bytes"))),
+            other => Err(Error::Config(format!(
+                "units {other:?}: expected caso or bytes"
+            ))),
         }
     }
 

@@ -117,7 +117,10 @@ mod tests {
         m.insert("vo.notebooks.egi.eu", "group-a, group-b").unwrap();
         m.insert("vo.access.egi.eu", "group-c").unwrap();
         assert_eq!(m.resolve("group-a").as_deref(), Some("vo.notebooks.egi.eu"));
-        assert_eq!(m.resolve(" group-b ").as_deref(), Some("vo.notebooks.egi.eu"));
+        assert_eq!(
+            m.resolve(" group-b ").as_deref(),
+            Some("vo.notebooks.egi.eu")
+        );
         assert_eq!(m.resolve("group-c").as_deref(), Some("vo.access.egi.eu"));
         assert_eq!(m.resolve("unmapped").as_deref(), Some("unmapped"));
         assert_eq!(m.resolve("  "), None);
@@ -141,7 +144,10 @@ mod tests {
             entitlement_vo("urn:mace:egi.eu:group:vo.example.org:sub:role=vm_operator#aai.egi.eu"),
             Some("vo.example.org")
         );
-        assert_eq!(entitlement_vo("urn:mace:egi.eu:res:rcauth#aai.egi.eu"), None);
+        assert_eq!(
+            entitlement_vo("urn:mace:egi.eu:res:rcauth#aai.egi.eu"),
+            None
+        );
         assert_eq!(entitlement_vo("urn:mace:egi.eu:group:#aai.egi.eu"), None);
         assert_eq!(entitlement_vo("vo.example.org"), None);
     }
@@ -156,8 +162,14 @@ mod tests {
 
     #[test]
     fn fqan_keys_of_the_python_tool_parse() {
-        assert_eq!(FqanKey::parse("primary_group").unwrap(), FqanKey::PrimaryGroup);
-        assert_eq!(FqanKey::parse("global_user_name").unwrap(), FqanKey::GlobalUserName);
+        assert_eq!(
+            FqanKey::parse("primary_group").unwrap(),
+            FqanKey::PrimaryGroup
+        );
+        assert_eq!(
+            FqanKey::parse("global_user_name").unwrap(),
+            FqanKey::GlobalUserName
+        );
         assert!(FqanKey::parse("vo").is_err());
     }
 }

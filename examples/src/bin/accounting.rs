@@ -98,14 +98,20 @@ fn main() -> ExitCode {
 async fn run(args: &Args, config: Config) -> egi_accounting::Result<job::Report> {
     let at = args
         .at
-        .map(|s| Timestamp::from_secs_f64(s).ok_or_else(|| Error::Config(format!("--at {s}: not a time"))))
+        .map(|s| {
+            Timestamp::from_secs_f64(s)
+                .ok_or_else(|| Error::Config(format!("--at {s}: not a time")))
+        })
         .transpose()?;
     let (source, at): (Box<dyn MetricsSource>, Timestamp) = match &args.snapshot {
         Some(path) => {
             let snapshot = SnapshotSource::from_path(path)?;
             let last = snapshot.last_timestamp();
             let at = at.or(last).ok_or_else(|| {
-                Error::Config(format!("{} holds no samples and --at is not given", path.display()))
+                Error::Config(format!(
+                    "{} holds no samples and --at is not given",
+                    path.display()
+                ))
             })?;
             (Box::new(snapshot), at)
         }
@@ -119,5 +125,12 @@ async fn run(args: &Args, config: Config) -> egi_accounting::Result<job::Report>
         (Some(path), false) => Box::new(DirqSpool::open(path)?),
         _ => Box::new(WriterSink::new(std::io::stdout().lock(), "standard output")),
     };
-    job::run(source.as_ref(), &window, &config.records, config.limits, sink.as_mut()).await
+    job::run(
+        source.as_ref(),
+        &window,
+        &config.records,
+        config.limits,
+        sink.as_mut(),
+    )
+    .await
 }
