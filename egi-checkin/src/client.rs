@@ -1,0 +1,393 @@
+//! [`CheckinClient`]: one registered client at one provider, and the single requests it makes
+//! (refresh, client credentials, userinfo, token exchange, introspection, revocation).
+//! The login flows are in [`crate::login`], the token manager in [`crate::manager`].
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use url::Url;
+
+use crate::claims::UserInfo;
+use crate::error::{Endpoint, Error, Result};
+use crate::grants::{self, ExchangeRequest, TokenType};
+use crate::http::{ClientAuth, Form, HttpOptions, Transport, check_status, json_answer};
+use crate::id_token::{self, Expectations, IdTokenInfo, Jwks};
+use crate::provider::{
+    CheckinProviderMetadata, Endpoints, discovery_url, parse_discovery, parse_issuer,
+};
+use crate::token::{TokenSet, parse_token_response, refresh_error};
+
+/// How a confidential client authenticates (public clients have no secret).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AuthMethod {
+    /// HTTP Basic (`client_secret_basic`), Check-in's default.
+    #[default]
+    ClientSecretBasic,
+    /// In the form body (`client_secret_post`).
+    ClientSecretPost,
+}
+
+/// Builds a [`CheckinClient`] from the provider's discovery document.
+#[derive(Debug)]
+#[must_use]
+pub struct ClientBuilder {
+    client_id: String,
+    secret: Option<SecretString>,
+    method: AuthMethod,
+    redirect_uri: Option<String>,
+    scopes: Vec<String>,
+    leeway: Duration,
+    jwks_min_refetch: Duration,
+    http: HttpOptions,
+}
+
+impl ClientBuilder {
+    /// The client secret (a confidential client).
+    pub fn secret(mut self, secret: SecretString) -> Self {
+        self.secret = Some(secret);
+        self
+    }
+
+    /// How the secret is sent (default HTTP Basic).
+    pub fn auth_method(mut self, method: AuthMethod) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// The redirect URI registered for the authorization code flow.
+    pub fn redirect_uri(mut self, uri: impl Into<String>) -> Self {
+        self.redirect_uri = Some(uri.into());
+        self
+    }
+
+    /// The scopes asked for at login and sent again at every refresh (default `openid
+    /// profile email offline_access eduperson_entitlement voperson_id`).
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Clock-skew leeway for ID-token expiry (default 30 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Least time between two fetches of the key set caused by unknown key ids (default
+    /// 10 s), so that forged tokens cannot make the client hammer the provider.
+    pub fn jwks_min_refetch(mut self, interval: Duration) -> Self {
+        self.jwks_min_refetch = interval;
+        self
+    }
+
+    /// Transport settings (timeouts, extra root certificates).
+    pub fn http(mut self, options: HttpOptions) -> Self {
+        self.http = options;
+        self
+    }
+
+    /// Reads `<issuer>/.well-known/openid-configuration` and the key set.
+    pub async fn discover(self, issuer: &str) -> Result<CheckinClient> {
+        let issuer = parse_issuer(issuer)?;
+        let transport = Transport::new(&self.http)?;
+        let answer = transport
+            .get(Endpoint::Discovery, &discovery_url(&issuer), None)
+            .await?;
+        check_status(Endpoint::Discovery, &answer)?;
+        let (metadata, endpoints) = parse_discovery(&issuer, &answer.body)?;
+        let jwks = Jwks::fetch(&transport, endpoints.jwks.clone(), self.jwks_min_refetch).await?;
+        let redirect_uri = self
+            .redirect_uri
+            .map(|u| Url::parse(&u).map_err(|e| Error::Config(format!("redirect URI {u:?}: {e}"))))
+            .transpose()?;
+        let auth = match (self.secret, self.method) {
+            (None, _) => ClientAuth::None {
+                client_id: self.client_id.clone(),
+            },
+            (Some(secret), AuthMethod::ClientSecretBasic) => ClientAuth::Basic {
+                client_id: self.client_id.clone(),
+                secret,
+            },
+            (Some(secret), AuthMethod::ClientSecretPost) => ClientAuth::Post {
+                client_id: self.client_id.clone(),
+                secret,
+            },
+        };
+        Ok(CheckinClient {
+            inner: Arc::new(Inner {
+                expect: Expectations {
+                    issuer,
+                    client_id: self.client_id,
+                    leeway: self.leeway,
+                },
+                metadata,
+                endpoints,
+                jwks,
+                transport,
+                auth,
+                redirect_uri,
+                scopes: self.scopes,
+            }),
+        })
+    }
+}
+
+/// A client of one Check-in instance (or any OpenID provider); cheap to clone.
+#[derive(Debug, Clone)]
+pub struct CheckinClient {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) expect: Expectations,
+    pub(crate) metadata: CheckinProviderMetadata,
+    pub(crate) endpoints: Endpoints,
+    pub(crate) jwks: Jwks,
+    pub(crate) transport: Transport,
+    pub(crate) auth: ClientAuth,
+    pub(crate) redirect_uri: Option<Url>,
+    pub(crate) scopes: Vec<String>,
+}
+
+/// An introspection answer (RFC 7662). Check-in adds the user's EGI claims.
+#[derive(Debug, Clone, Deserialize)]
+#[non_exhaustive]
+pub struct Introspection {
+    /// Whether the token is active (valid, not revoked).
+    pub active: bool,
+    /// Its scope.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// The client it was issued to.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Expiry, seconds since the epoch.
+    #[serde(default)]
+    pub exp: Option<i64>,
+    /// Its type, such as `Bearer`.
+    #[serde(default)]
+    pub token_type: Option<String>,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Introspection {
+    /// The user's claims (entitlements included), if the token is active and has a `sub`.
+    pub fn user_info(&self) -> Option<UserInfo> {
+        if !self.active {
+            return None;
+        }
+        serde_json::from_value(serde_json::Value::Object(self.rest.clone())).ok()
+    }
+}
+
+/// What a token exchange returned.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Exchanged {
+    /// The tokens (for a refresh token exchange: a new access token and the refresh token).
+    pub tokens: TokenSet,
+    /// RFC 8693 `issued_token_type`.
+    pub issued_token_type: Option<String>,
+}
+
+impl CheckinClient {
+    /// Starts building a client with this client id.
+    pub fn builder(client_id: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            client_id: client_id.into(),
+            secret: None,
+            method: AuthMethod::default(),
+            redirect_uri: None,
+            scopes: [
+                "openid",
+                "profile",
+                "email",
+                "offline_access",
+                "eduperson_entitlement",
+                "voperson_id",
+            ]
+            .map(String::from)
+            .to_vec(),
+            leeway: Duration::from_secs(30),
+            jwks_min_refetch: Duration::from_secs(10),
+            http: HttpOptions::default(),
+        }
+    }
+
+    /// The endpoints read from discovery.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.inner.endpoints
+    }
+
+    /// The whole discovery document.
+    pub fn metadata(&self) -> &CheckinProviderMetadata {
+        &self.inner.metadata
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        self.inner.auth.client_id()
+    }
+
+    /// The scopes asked for at login and refresh.
+    pub fn scopes(&self) -> &[String] {
+        &self.inner.scopes
+    }
+
+    pub(crate) async fn post(&self, endpoint: Endpoint, form: Form) -> Result<crate::http::Answer> {
+        let url = self.inner.endpoints.require(endpoint)?;
+        self.inner
+            .transport
+            .post_form(endpoint, url, form, Some(&self.inner.auth))
+            .await
+    }
+
+    /// Validates an ID token (signature, algorithm, issuer, audience, expiry with leeway),
+    /// with a nonce for the code flow, and an unchanged subject when `expected_subject`.
+    pub async fn verify_id_token(
+        &self,
+        raw: &SecretString,
+        nonce: Option<&openidconnect::Nonce>,
+        expected_subject: Option<&str>,
+    ) -> Result<IdTokenInfo> {
+        let i = &self.inner;
+        id_token::verify(
+            &i.transport,
+            &i.jwks,
+            &i.expect,
+            raw,
+            nonce,
+            expected_subject,
+        )
+        .await
+    }
+
+    /// Posts a grant and turns the answer into a [`TokenSet`]; an ID token in it is
+    /// validated (subject unchanged from `previous`) before anything is returned.
+    pub(crate) async fn token_grant(
+        &self,
+        form: Form,
+        previous: Option<&TokenSet>,
+        nonce: Option<&openidconnect::Nonce>,
+    ) -> Result<(TokenSet, Option<IdTokenInfo>)> {
+        let answer = self.post(Endpoint::Token, form).await?;
+        let received_at = SystemTime::now();
+        let response = parse_token_response(&answer, false)?;
+        let fresh_id_token = response.id_token.clone();
+        let mut tokens = TokenSet::from_response(response, received_at, previous);
+        let info = match fresh_id_token {
+            Some(raw) => {
+                let expected = previous.and_then(TokenSet::subject);
+                let info = self.verify_id_token(&raw, nonce, expected).await?;
+                tokens.set_subject(Some(info.subject.clone()));
+                Some(info)
+            }
+            None => None,
+        };
+        Ok((tokens, info))
+    }
+
+    /// Refreshes `tokens` once (no retry). `invalid_grant` becomes
+    /// [`Error::LoginRequired`]; the old refresh token is kept if none comes back; a new ID
+    /// token must be valid and for the same subject.
+    pub async fn refresh(&self, tokens: &TokenSet) -> Result<TokenSet> {
+        let refresh_token = tokens.refresh_token().ok_or_else(|| Error::LoginRequired {
+            reason: "no refresh token".into(),
+        })?;
+        let form = grants::refresh(refresh_token, &self.inner.scopes);
+        self.token_grant(form, Some(tokens), None)
+            .await
+            .map(|(t, _)| t)
+            .map_err(refresh_error)
+    }
+
+    /// Client credentials grant (a service account; confidential clients only).
+    pub async fn client_credentials(&self, scopes: &[String]) -> Result<TokenSet> {
+        if !self.inner.auth.is_confidential() {
+            return Err(Error::Config(
+                "client credentials need a client secret".into(),
+            ));
+        }
+        Ok(self
+            .token_grant(grants::client_credentials(scopes), None, None)
+            .await?
+            .0)
+    }
+
+    /// The userinfo of the access token's user; with `expected_subject` (the ID token's
+    /// `sub`), a userinfo for someone else is rejected.
+    pub async fn user_info(
+        &self,
+        access_token: &SecretString,
+        expected_subject: Option<&str>,
+    ) -> Result<UserInfo> {
+        let url = self.inner.endpoints.require(Endpoint::UserInfo)?;
+        let answer = self
+            .inner
+            .transport
+            .get(Endpoint::UserInfo, url, Some(access_token))
+            .await?;
+        let info: UserInfo = json_answer(Endpoint::UserInfo, &answer)?;
+        if expected_subject.is_some_and(|s| s != info.sub) {
+            return Err(Error::SubjectChanged);
+        }
+        Ok(info)
+    }
+
+    /// Token exchange (RFC 8693) of an access token: for a refresh token of this client,
+    /// or an access token for another audience.
+    pub async fn exchange_token(
+        &self,
+        access_token: &SecretString,
+        request: &ExchangeRequest,
+    ) -> Result<Exchanged> {
+        let answer = self
+            .post(
+                Endpoint::Token,
+                grants::token_exchange(access_token, request),
+            )
+            .await?;
+        let received_at = SystemTime::now();
+        let response = parse_token_response(&answer, true)?;
+        let issued_token_type = response.issued_token_type.clone();
+        Ok(Exchanged {
+            tokens: TokenSet::from_response(response, received_at, None),
+            issued_token_type,
+        })
+    }
+
+    /// Introspection (RFC 7662; confidential clients only).
+    pub async fn introspect(
+        &self,
+        token: &SecretString,
+        hint: Option<TokenType>,
+    ) -> Result<Introspection> {
+        if !self.inner.auth.is_confidential() {
+            return Err(Error::Config("introspection needs a client secret".into()));
+        }
+        let answer = self
+            .post(
+                Endpoint::Introspection,
+                grants::token_with_hint(token, hint),
+            )
+            .await?;
+        json_answer(Endpoint::Introspection, &answer)
+    }
+
+    /// Revocation (RFC 7009). Revoking a refresh token ends the grant.
+    pub async fn revoke(&self, token: &SecretString, hint: Option<TokenType>) -> Result<()> {
+        let answer = self
+            .post(Endpoint::Revocation, grants::token_with_hint(token, hint))
+            .await?;
+        check_status(Endpoint::Revocation, &answer)
+    }
+}

@@ -1,0 +1,522 @@
+//! [`TokenManager`]: a valid access token for one identity, whoever asks and however many
+//! ask at once.
+//!
+//! - Reads are cheap: a fresh token is a shared snapshot, cloned under a read lock.
+//! - A token is refreshed when less than a margin of its life is left (see
+//!   [`RefreshMargin`]), by ONE refresh per identity: every task that needs a new token
+//!   waits on the same background refresh and receives its result (check, lock, re-check).
+//!   The refresh runs as its own task, so callers giving up cannot cut it off between the
+//!   provider rotating the refresh token and the new one being stored.
+//! - Before each refresh the store's lock is taken and the stored tokens read again, so a
+//!   refresh done by another process is adopted instead of repeated.
+//! - New tokens are stored (a [`TokenStore`]) before they are handed out; the old refresh
+//!   token is kept if the answer has none.
+//! - `invalid_grant` (and no refresh token) is [`Error::LoginRequired`]: never retried, and
+//!   remembered until [`TokenManager::replace`] installs a new login. Transport errors and
+//!   5xx are retried with jittered exponential backoff; if all attempts fail, the old token
+//!   is served while it is still valid.
+//! - [`TokenManager::subscribe`] tells others (a Kubernetes Secret updater) of each new token.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::watch;
+
+use crate::client::CheckinClient;
+use crate::error::{Error, Result};
+use crate::store::TokenStore;
+use crate::token::TokenSet;
+
+/// How long before expiry a token is refreshed: `max(min, fraction × lifetime)`, but never
+/// more than half the lifetime (so that short-lived tokens are still used).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct RefreshMargin {
+    /// The least margin (default 30 s).
+    pub min: Duration,
+    /// The share of the lifetime (default 0.1).
+    pub fraction: f64,
+}
+
+impl Default for RefreshMargin {
+    fn default() -> Self {
+        Self {
+            min: Duration::from_secs(30),
+            fraction: 0.1,
+        }
+    }
+}
+
+impl RefreshMargin {
+    /// A margin of `min` or `fraction` of the lifetime, whichever is larger.
+    pub fn new(min: Duration, fraction: f64) -> Self {
+        Self { min, fraction }
+    }
+
+    /// The margin for a token living `lifetime`.
+    pub fn for_lifetime(&self, lifetime: Duration) -> Duration {
+        let share =
+            Duration::try_from_secs_f64(lifetime.as_secs_f64() * self.fraction.clamp(0.0, 1.0))
+                .unwrap_or_default();
+        self.min.max(share).min(lifetime / 2)
+    }
+}
+
+/// Retries of transient refresh failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (default 4).
+    pub attempts: u32,
+    /// Backoff before the second attempt, doubled each time, with jitter (default 250 ms).
+    pub base: Duration,
+    /// Largest backoff (default 5 s).
+    pub max: Duration,
+    /// After a refresh failed for good, how long callers get the old (still valid) token
+    /// without a new attempt (default 2 s).
+    pub cooldown: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 4,
+            base: Duration::from_millis(250),
+            max: Duration::from_secs(5),
+            cooldown: Duration::from_secs(2),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// A policy with these attempts, base and largest backoff.
+    pub fn new(attempts: u32, base: Duration, max: Duration) -> Self {
+        Self {
+            attempts: attempts.max(1),
+            base,
+            max,
+            ..Self::default()
+        }
+    }
+
+    /// Sets the cooldown.
+    #[must_use]
+    pub fn cooldown(mut self, cooldown: Duration) -> Self {
+        self.cooldown = cooldown;
+        self
+    }
+
+    /// The backoff after failed attempt `n` (0-based): uniform in [½, 1] × base × 2ⁿ,
+    /// capped at `max`.
+    pub fn backoff(&self, n: u32) -> Duration {
+        let full = self.base.saturating_mul(1u32 << n.min(20)).min(self.max);
+        full.mul_f64(0.5 + fastrand::f64() / 2.0)
+    }
+}
+
+/// Options of a [`TokenManager`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
+pub struct ManagerOptions {
+    /// When to refresh.
+    pub margin: RefreshMargin,
+    /// How to retry.
+    pub retry: RetryPolicy,
+}
+
+impl ManagerOptions {
+    /// Sets the margin.
+    #[must_use]
+    pub fn margin(mut self, margin: RefreshMargin) -> Self {
+        self.margin = margin;
+        self
+    }
+
+    /// Sets the retry policy.
+    #[must_use]
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+}
+
+/// A snapshot of the identity's tokens, shared by everyone who asked; cheap to clone.
+/// `Debug` shows no token value.
+#[derive(Clone)]
+pub struct Token(Arc<Snapshot>);
+
+struct Snapshot {
+    tokens: TokenSet,
+    refresh_at: Option<SystemTime>,
+    generation: u64,
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token")
+            .field("generation", &self.0.generation)
+            .field("expires_at", &self.0.tokens.expires_at())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Token {
+    /// The access token.
+    pub fn access_token(&self) -> &SecretString {
+        self.0.tokens.access_token()
+    }
+
+    /// All tokens (ID token for the pod's Secret, refresh token).
+    pub fn tokens(&self) -> &TokenSet {
+        &self.0.tokens
+    }
+
+    /// When the access token expires.
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.0.tokens.expires_at()
+    }
+
+    /// 1 for the first token a manager hands out, then one more for each new token.
+    pub fn generation(&self) -> u64 {
+        self.0.generation
+    }
+
+    /// Whether the token is outside its refresh margin at `now`.
+    pub fn is_fresh_at(&self, now: SystemTime) -> bool {
+        self.0.refresh_at.is_none_or(|at| now < at)
+    }
+}
+
+type Flight = Shared<BoxFuture<'static, Result<Token>>>;
+
+/// Keeps the tokens of one identity valid; cheap to clone (clones share everything).
+#[derive(Clone)]
+pub struct TokenManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: CheckinClient,
+    store: Arc<dyn TokenStore>,
+    key: String,
+    options: ManagerOptions,
+    tx: watch::Sender<Option<Token>>,
+    generation: AtomicU64,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    flight: Option<Flight>,
+    /// The grant is gone: every caller gets this until a new login.
+    dead: Option<Error>,
+    /// The last failed refresh, for the cooldown.
+    failed: Option<(Instant, Error)>,
+    /// Tokens obtained but not yet stored (the store failed): stored before anything else.
+    unsaved: Option<TokenSet>,
+}
+
+impl fmt::Debug for TokenManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenManager")
+            .field("key", &self.inner.key)
+            .field("current", &*self.inner.tx.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenManager {
+    /// A manager for a fresh login: `tokens` are stored under `key` first.
+    pub async fn new(
+        client: CheckinClient,
+        store: Arc<dyn TokenStore>,
+        key: impl Into<String>,
+        tokens: TokenSet,
+        options: ManagerOptions,
+    ) -> Result<Self> {
+        let manager = Self::empty(client, store, key.into(), options);
+        manager.replace(tokens).await?;
+        Ok(manager)
+    }
+
+    /// A manager for tokens stored earlier under `key`; [`Error::LoginRequired`] if there
+    /// are none.
+    pub async fn resume(
+        client: CheckinClient,
+        store: Arc<dyn TokenStore>,
+        key: impl Into<String>,
+        options: ManagerOptions,
+    ) -> Result<Self> {
+        let manager = Self::empty(client, store, key.into(), options);
+        let stored = manager.inner.store.load(&manager.inner.key).await?;
+        let tokens = stored.ok_or_else(|| Error::LoginRequired {
+            reason: "no stored tokens".into(),
+        })?;
+        manager.inner.publish(tokens);
+        Ok(manager)
+    }
+
+    fn empty(
+        client: CheckinClient,
+        store: Arc<dyn TokenStore>,
+        key: String,
+        options: ManagerOptions,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                store,
+                key,
+                options,
+                tx: watch::Sender::new(None),
+                generation: AtomicU64::new(0),
+                state: Mutex::new(State::default()),
+            }),
+        }
+    }
+
+    /// Installs the tokens of a new login (after [`Error::LoginRequired`]): stores them, then
+    /// hands them out.
+    pub async fn replace(&self, tokens: TokenSet) -> Result<Token> {
+        self.inner.store.save(&self.inner.key, &tokens).await?;
+        let token = self.inner.publish(tokens);
+        let mut state = self.inner.lock();
+        state.dead = None;
+        state.failed = None;
+        Ok(token)
+    }
+
+    /// The identity key.
+    pub fn key(&self) -> &str {
+        &self.inner.key
+    }
+
+    /// The current token if it is fresh (outside the refresh margin): no waiting, no IO.
+    pub fn cached(&self) -> Option<Token> {
+        let current = self.inner.tx.borrow();
+        current
+            .as_ref()
+            .filter(|t| t.is_fresh_at(SystemTime::now()))
+            .cloned()
+    }
+
+    /// A fresh access token: the cached one, or one refresh shared with every other caller.
+    /// If the refresh fails for a reason other than [`Error::LoginRequired`], the old token
+    /// is returned while it has not expired.
+    pub async fn access_token(&self) -> Result<Token> {
+        match self.cached() {
+            Some(token) => Ok(token),
+            None => self.slow_path(None).await,
+        }
+    }
+
+    /// Refreshes because an API rejected `rejected` (HTTP 401). Many callers reporting the
+    /// same token cause one refresh; a token newer than `rejected` is returned as is.
+    pub async fn force_refresh(&self, rejected: &Token) -> Result<Token> {
+        self.slow_path(Some(rejected.generation())).await
+    }
+
+    /// Learns of each new token (`None` when the grant is gone).
+    pub fn subscribe(&self) -> watch::Receiver<Option<Token>> {
+        self.inner.tx.subscribe()
+    }
+
+    async fn slow_path(&self, rejected: Option<u64>) -> Result<Token> {
+        let flight = {
+            let mut state = self.inner.lock();
+            if let Some(e) = &state.dead {
+                return Err(e.clone());
+            }
+            let current = self.inner.tx.borrow().clone();
+            let now = SystemTime::now();
+            if let Some(t) = &current {
+                let rejected_now = rejected == Some(t.generation());
+                if t.is_fresh_at(now) && !rejected_now {
+                    return Ok(t.clone());
+                }
+                if let (None, Some((at, e))) = (&state.flight, &state.failed) {
+                    if at.elapsed() < self.inner.options.retry.cooldown {
+                        return serve_old(current, e.clone());
+                    }
+                }
+            }
+            match &state.flight {
+                Some(f) => f.clone(),
+                None => {
+                    let inner = Arc::clone(&self.inner);
+                    let handle = tokio::spawn(async move { inner.run_flight().await });
+                    let flight = async move { handle.await.unwrap_or(Err(Error::RefreshAborted)) }
+                        .boxed()
+                        .shared();
+                    state.flight = Some(flight.clone());
+                    flight
+                }
+            }
+        };
+        match flight.await {
+            Ok(t) => Ok(t),
+            Err(e) if e.needs_login() => Err(e),
+            Err(e) => serve_old(self.inner.tx.borrow().clone(), e),
+        }
+    }
+}
+
+/// The old token if it has not expired, else the error.
+fn serve_old(current: Option<Token>, e: Error) -> Result<Token> {
+    match current {
+        Some(t) if !t.tokens().is_expired_at(SystemTime::now()) => {
+            tracing::warn!(error = %e, generation = t.generation(), "refresh failed; serving the old, still valid token");
+            Ok(t)
+        }
+        _ => Err(e),
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish(&self, tokens: TokenSet) -> Token {
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let refresh_at = tokens.expires_at().map(|at| {
+            let margin = tokens.lifetime().map_or(self.options.margin.min, |l| {
+                self.options.margin.for_lifetime(l)
+            });
+            at.checked_sub(margin).unwrap_or(at)
+        });
+        let token = Token(Arc::new(Snapshot {
+            tokens,
+            refresh_at,
+            generation,
+        }));
+        tracing::debug!(key = %self.key, generation, expires_at = ?token.expires_at(), "new token");
+        self.tx.send_replace(Some(token.clone()));
+        token
+    }
+
+    async fn run_flight(self: Arc<Self>) -> Result<Token> {
+        let result = self.refresh().await;
+        let mut state = self.lock();
+        state.flight = None;
+        match &result {
+            Ok(_) => state.failed = None,
+            Err(e) if e.needs_login() => {
+                tracing::warn!(key = %self.key, error = %e, "the grant is gone: log in again");
+                state.dead = Some(e.clone());
+                self.tx.send_replace(None);
+            }
+            Err(e) => {
+                tracing::warn!(key = %self.key, error = %e, "refresh failed");
+                state.failed = Some((Instant::now(), e.clone()));
+            }
+        }
+        result
+    }
+
+    async fn refresh(&self) -> Result<Token> {
+        let _other_processes = self.store.lock(&self.key).await?;
+        let unsaved = self.lock().unsaved.take();
+        if let Some(tokens) = unsaved {
+            return self.save_then_publish(tokens).await;
+        }
+        let current = self.tx.borrow().clone();
+        let stored = self.store.load(&self.key).await?;
+        if let Some(stored) = &stored {
+            let newer = current.as_ref().is_none_or(|c| {
+                c.access_token().expose_secret() != stored.access_token().expose_secret()
+            });
+            if newer && !stored.is_expired_at(SystemTime::now()) {
+                let token = self.publish(stored.clone());
+                if token.is_fresh_at(SystemTime::now()) {
+                    tracing::debug!(key = %self.key, "adopted tokens refreshed by another process");
+                    return Ok(token);
+                }
+            }
+        }
+        let base = match (stored, current) {
+            (Some(s), _) => s,
+            (None, Some(c)) => c.tokens().clone(),
+            (None, None) => {
+                return Err(Error::LoginRequired {
+                    reason: "no stored tokens".into(),
+                });
+            }
+        };
+        let retry = self.options.retry;
+        let mut attempt = 0;
+        let tokens = loop {
+            match self.client.refresh(&base).await {
+                Ok(t) => break t,
+                Err(e) if e.is_transient() && attempt + 1 < retry.attempts => {
+                    let wait = retry.backoff(attempt);
+                    tracing::info!(key = %self.key, error = %e, ?wait, attempt, "refresh failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        self.save_then_publish(tokens).await
+    }
+
+    async fn save_then_publish(&self, tokens: TokenSet) -> Result<Token> {
+        if let Err(e) = self.store.save(&self.key, &tokens).await {
+            // The provider may have rotated the refresh token: keep the new one in memory
+            // and store it before the next refresh.
+            self.lock().unsaved = Some(tokens);
+            return Err(e);
+        }
+        Ok(self.publish(tokens))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn margins() {
+        let m = RefreshMargin::default();
+        assert_eq!(
+            m.for_lifetime(Duration::from_secs(3600)),
+            Duration::from_secs(360)
+        );
+        assert_eq!(
+            m.for_lifetime(Duration::from_secs(120)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            m.for_lifetime(Duration::from_secs(2)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            RefreshMargin::new(Duration::ZERO, 0.0).for_lifetime(Duration::from_secs(2)),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn backoff_is_jittered_and_capped() {
+        let r = RetryPolicy::new(5, Duration::from_millis(100), Duration::from_millis(300));
+        for _ in 0..100 {
+            let b0 = r.backoff(0);
+            assert!(
+                b0 >= Duration::from_millis(50) && b0 <= Duration::from_millis(100),
+                "{b0:?}"
+            );
+            let b5 = r.backoff(5);
+            assert!(
+                b5 >= Duration::from_millis(150) && b5 <= Duration::from_millis(300),
+                "{b5:?}"
+            );
+        }
+        let samples: std::collections::BTreeSet<_> = (0..20).map(|_| r.backoff(1)).collect();
+        assert!(samples.len() > 1, "jitter varies the backoff");
+    }
+}
