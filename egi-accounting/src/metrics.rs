@@ -206,6 +206,14 @@ pub struct Window {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PodUid(pub String);
 
+impl PodUid {
+    /// The UID as cAdvisor's cgroup path carries it (the `uid` label extracted by
+    /// [`crate::query::CGROUP_UID_REGEX`]): the systemd cgroup driver writes `_` for `-`.
+    pub fn from_cgroup(text: &str) -> Self {
+        Self(text.replace('_', "-").to_ascii_lowercase())
+    }
+}
+
 /// Namespace and pod name: the key on which container usage is joined to pods
 /// (never cAdvisor's `name` label, which only worked with dockershim).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -259,17 +267,21 @@ pub struct ByUid<T> {
     pub value: T,
 }
 
-/// A value attached to namespace + pod (container usage).
+/// A value attached to namespace + pod (container usage), and to the pod UID when
+/// cAdvisor's cgroup path names it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ByPod {
     /// Namespace and pod name.
     pub key: PodKey,
+    /// The pod UID found in the cgroup path (`id` label), if any: it tells apart two pods of
+    /// the same name in one window (a user's consecutive sessions).
+    pub uid: Option<PodUid>,
     /// The value.
     pub value: f64,
 }
 
-/// The container usage questions, all summed over a pod's containers and joined on
-/// namespace + pod. Only real containers count (`container!=""`, `container!="POD"`):
+/// The container usage questions, all summed over a pod's containers and grouped by
+/// namespace, pod and the pod UID of the cgroup path. Only real containers count (`container!=""`, `container!="POD"`):
 /// the pod-level cgroup series would count everything twice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

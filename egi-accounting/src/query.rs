@@ -6,7 +6,8 @@
 //!
 //! They are the Python tool's queries with its defects fixed:
 //! - container usage is grouped by `namespace, pod` instead of cAdvisor's `name`, which only
-//!   existed with dockershim;
+//!   existed with dockershim, and by the pod UID read from the cgroup path (`id`), so that a
+//!   user's consecutive sessions (same pod name, new UID) are not merged;
 //! - CPU and memory count only real containers (`container!=''`, `container!='POD'`):
 //!   the pod-level cgroup and the sandbox would count everything again;
 //! - network counters belong to the pod's network namespace, which cAdvisor reports once per
@@ -37,6 +38,16 @@ pub enum Question {
 /// Matchers that keep real containers only (not the pod cgroup, not the sandbox).
 pub const REAL_CONTAINERS: &str = "container!='',container!='POD'";
 
+/// Extracts the pod UID from cAdvisor's `id` label, the cgroup path, for both cgroup
+/// drivers: `/kubepods/burstable/pod<uid>/...` (cgroupfs) and
+/// `.../kubepods-burstable-pod<uid with _>.slice/...` (systemd). PromQL anchors it.
+pub const CGROUP_UID_REGEX: &str = ".*pod([0-9a-fA-F]{8}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F]{12}).*";
+
+/// `label_replace(expr, "uid", "$1", "id", CGROUP_UID_REGEX)`.
+fn with_uid(expr: &str) -> String {
+    format!("label_replace({expr}, \"uid\", \"$1\", \"id\", \"{CGROUP_UID_REGEX}\")")
+}
+
 /// The PromQL text of `question` for `window`.
 pub fn promql(question: Question, window: &Window) -> String {
     let f = &window.filter;
@@ -62,17 +73,23 @@ pub fn promql(question: Question, window: &Window) -> String {
             f.with("resource='cpu'")
         ),
         Question::Usage(u @ (Usage::CpuSeconds | Usage::PeakMemoryBytes)) => format!(
-            "sum by (namespace, pod) ({}({}{{{}}}[{r}]))",
-            u.range_function(),
-            u.metric_names()[0],
-            f.with(REAL_CONTAINERS)
+            "sum by (namespace, pod, uid) ({})",
+            with_uid(&format!(
+                "{}({}{{{}}}[{r}])",
+                u.range_function(),
+                u.metric_names()[0],
+                f.with(REAL_CONTAINERS)
+            ))
         ),
         Question::Usage(u @ (Usage::NetworkReceivedBytes | Usage::NetworkTransmittedBytes)) => {
             format!(
-                "sum by (namespace, pod) (max by (namespace, pod, interface) ({}({}{{{}}}[{r}])))",
-                u.range_function(),
-                u.metric_names()[0],
-                f.with("")
+                "sum by (namespace, pod, uid) (max by (namespace, pod, uid, interface) ({}))",
+                with_uid(&format!(
+                    "{}({}{{{}}}[{r}])",
+                    u.range_function(),
+                    u.metric_names()[0],
+                    f.with("")
+                ))
             )
         }
         Question::Usage(u @ Usage::CounterResets) => {
@@ -82,13 +99,13 @@ pub fn promql(question: Question, window: &Window) -> String {
                 .metric_names()
                 .iter()
                 .map(|m| {
-                    format!(
+                    with_uid(&format!(
                         "label_replace(resets({m}{{{}}}[{r}]), \"metric\", \"{m}\", \"\", \"\")",
                         f.with("")
-                    )
+                    ))
                 })
                 .collect();
-            format!("sum by (namespace, pod) ({})", parts.join(" or "))
+            format!("sum by (namespace, pod, uid) ({})", parts.join(" or "))
         }
     }
 }
@@ -96,7 +113,29 @@ pub fn promql(question: Question, window: &Window) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{Filter, LookBack, Timestamp};
+    use crate::metrics::{Filter, LookBack, PodUid, Timestamp};
+
+    #[test]
+    fn cgroup_uid_regex_reads_both_drivers() {
+        let re = regex::Regex::new(&format!("^(?:{CGROUP_UID_REGEX})$")).unwrap();
+        let uid = |id: &str| re.captures(id).map(|c| PodUid::from_cgroup(&c[1]).0);
+        let want = Some("c72ec8eb-1615-4ce3-b9c7-c8eddfd13afd".to_owned());
+        assert_eq!(
+            uid("/kubepods/burstable/podc72ec8eb-1615-4ce3-b9c7-c8eddfd13afd"),
+            want
+        );
+        assert_eq!(
+            uid("/kubepods/besteffort/podc72ec8eb-1615-4ce3-b9c7-c8eddfd13afd/0123abcd"),
+            want
+        );
+        assert_eq!(
+            uid(
+                "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podC72EC8EB_1615_4ce3_b9c7_c8eddfd13afd.slice/cri-containerd-0123.scope"
+            ),
+            want
+        );
+        assert_eq!(uid("/system.slice/docker.service"), None);
+    }
 
     fn window() -> Window {
         Window {
@@ -125,20 +164,30 @@ mod tests {
             promql(Question::CpuRequests, &w),
             "sum by (uid) (max_over_time(kube_pod_container_resource_requests{pod=~'jupyter-.*',resource='cpu'}[4h]))"
         );
+        let uid = format!("\"uid\", \"$1\", \"id\", \"{CGROUP_UID_REGEX}\")");
         assert_eq!(
             promql(Question::Usage(Usage::CpuSeconds), &w),
-            "sum by (namespace, pod) (max_over_time(container_cpu_usage_seconds_total{pod=~'jupyter-.*',container!='',container!='POD'}[4h]))"
+            format!(
+                "sum by (namespace, pod, uid) (label_replace(max_over_time(\
+                 container_cpu_usage_seconds_total{{pod=~'jupyter-.*',container!='',container!='POD'}}[4h]), {uid})"
+            )
         );
         assert_eq!(
             promql(Question::Usage(Usage::NetworkReceivedBytes), &w),
-            "sum by (namespace, pod) (max by (namespace, pod, interface) (last_over_time(container_network_receive_bytes_total{pod=~'jupyter-.*'}[4h])))"
+            format!(
+                "sum by (namespace, pod, uid) (max by (namespace, pod, uid, interface) (label_replace(\
+                 last_over_time(container_network_receive_bytes_total{{pod=~'jupyter-.*'}}[4h]), {uid}))"
+            )
         );
-        assert_eq!(
-            promql(Question::Usage(Usage::CounterResets), &w),
-            "sum by (namespace, pod) (\
-             label_replace(resets(container_cpu_usage_seconds_total{pod=~'jupyter-.*'}[4h]), \"metric\", \"container_cpu_usage_seconds_total\", \"\", \"\") or \
-             label_replace(resets(container_network_receive_bytes_total{pod=~'jupyter-.*'}[4h]), \"metric\", \"container_network_receive_bytes_total\", \"\", \"\") or \
-             label_replace(resets(container_network_transmit_bytes_total{pod=~'jupyter-.*'}[4h]), \"metric\", \"container_network_transmit_bytes_total\", \"\", \"\"))"
+        let resets = promql(Question::Usage(Usage::CounterResets), &w);
+        assert!(
+            resets.starts_with("sum by (namespace, pod, uid) (label_replace(label_replace(resets(")
         );
+        for m in Usage::CounterResets.metric_names() {
+            assert!(resets.contains(&format!(
+                "resets({m}{{pod=~'jupyter-.*'}}[4h]), \"metric\", \"{m}\""
+            )));
+        }
+        assert_eq!(resets.matches(" or ").count(), 2);
     }
 }

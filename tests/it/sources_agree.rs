@@ -237,13 +237,14 @@ fn check_against_plan(answers: &Answers, pods: &[Pod], w: &Window, context: &str
     let expected: BTreeMap<&str, f64> = seen.iter().map(|(uid, p)| (*uid, p.cpu_request)).collect();
     assert_eq!(requests, expected, "{context}: CPU requests");
 
-    // Usage, joined on namespace + pod: pods whose container (CPU, memory) or sandbox
-    // (network) cAdvisor reported in the window, all with positive values.
-    let keys = |pick: &dyn Fn(&Pod) -> bool| -> BTreeSet<(String, String)> {
+    // Usage, grouped by namespace + pod + the pod UID of the cgroup path: pods whose
+    // container (CPU, memory) or sandbox (network) cAdvisor reported in the window, all with
+    // positive values; a user's two sessions under one pod name stay apart.
+    let keys = |pick: &dyn Fn(&Pod) -> bool| -> BTreeSet<(String, String, Option<String>)> {
         filtered
             .iter()
             .filter(|p| pick(p))
-            .map(|p| (p.namespace.clone(), p.name.clone()))
+            .map(|p| (p.namespace.clone(), p.name.clone(), Some(p.uid.clone())))
             .collect()
     };
     let containers = keys(&|p| p.container_seen_in(from, to));
@@ -262,9 +263,12 @@ fn check_against_plan(answers: &Answers, pods: &[Pod], w: &Window, context: &str
             &sandboxes,
         ),
     ] {
-        let got: BTreeSet<(String, String)> = usage
+        let got: BTreeSet<(String, String, Option<String>)> = usage
             .iter()
-            .map(|u| (u.key.namespace.clone(), u.key.pod.clone()))
+            .map(|u| {
+                let uid = u.uid.as_ref().map(|u| u.0.clone());
+                (u.key.namespace.clone(), u.key.pod.clone(), uid)
+            })
             .collect();
         assert_eq!(&got, expected, "{context}: {what} keys");
         assert_eq!(got.len(), usage.len(), "{context}: {what}: a pod twice");

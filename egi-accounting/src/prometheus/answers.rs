@@ -200,21 +200,27 @@ pub(crate) fn cpu_requests(reader: impl Read) -> Result<Vec<ByUid<f64>>> {
     Ok(out)
 }
 
-/// `sum by (namespace, pod) (...)` of a usage question: the value per namespace and pod.
-/// Sorted by namespace and pod, then value.
+/// `sum by (namespace, pod, uid) (...)` of a usage question: the value per namespace, pod
+/// and cgroup pod UID (normalised by [`PodUid::from_cgroup`]). Sorted by namespace and pod,
+/// then uid, then value.
 pub(crate) fn usage(reader: impl Read, usage: Usage) -> Result<Vec<ByPod>> {
     let names = ["namespace", "pod"];
     let mut out = vector_answer(
         reader,
         Question::Usage(usage),
         names,
-        &|n| names.contains(&n),
-        |[namespace, pod], _, value| ByPod {
+        &|n| names.contains(&n) || n == "uid",
+        |[namespace, pod], mut labels, value| ByPod {
             key: PodKey { namespace, pod },
+            uid: labels.take("uid").map(|u| PodUid::from_cgroup(&u)),
             value,
         },
     )?;
-    out.sort_by(|a, b| a.key.cmp(&b.key).then(a.value.total_cmp(&b.value)));
+    out.sort_by(|a, b| {
+        (&a.key, &a.uid)
+            .cmp(&(&b.key, &b.uid))
+            .then(a.value.total_cmp(&b.value))
+    });
     Ok(out)
 }
 
@@ -356,7 +362,11 @@ mod tests {
 
         let body = vector_body(&[
             (r#"{"namespace":"hub","pod":"jupyter-b"}"#, "+Inf"),
-            (r#"{"namespace":"hub","pod":"jupyter-a"}"#, "12.5"),
+            (
+                r#"{"namespace":"hub","pod":"jupyter-a","uid":"AB_CD"}"#,
+                "12.5",
+            ),
+            (r#"{"namespace":"hub","pod":"jupyter-a"}"#, "2"),
             (r#"{"namespace":"hub"}"#, "1"),
         ]);
         let got = usage(body.as_bytes(), Usage::CpuSeconds).unwrap();
@@ -365,10 +375,17 @@ mod tests {
             vec![
                 ByPod {
                     key: key("hub", "jupyter-a"),
+                    uid: None,
+                    value: 2.0
+                },
+                ByPod {
+                    key: key("hub", "jupyter-a"),
+                    uid: Some(PodUid("ab-cd".into())),
                     value: 12.5
                 },
                 ByPod {
                     key: key("hub", "jupyter-b"),
+                    uid: None,
                     value: f64::INFINITY
                 },
             ]

@@ -159,12 +159,40 @@ struct PodFacts<'a> {
     conflicting: bool,
 }
 
-fn sum_by_pod(rows: &[ByPod]) -> HashMap<&PodKey, f64> {
-    let mut map = HashMap::with_capacity(rows.len());
-    for row in rows {
-        *map.entry(&row.key).or_insert(0.0) += row.value;
+/// Usage rows indexed for the join: by (namespace + pod, cgroup UID) where cAdvisor's cgroup
+/// path names the pod, else by namespace + pod alone.
+struct UsageIndex<'a> {
+    by_uid: HashMap<(&'a PodKey, &'a str), f64>,
+    by_key: HashMap<&'a PodKey, f64>,
+}
+
+impl<'a> UsageIndex<'a> {
+    fn new(rows: &'a [ByPod]) -> Self {
+        let mut by_uid = HashMap::with_capacity(rows.len());
+        let mut by_key = HashMap::new();
+        for row in rows {
+            match &row.uid {
+                Some(uid) => *by_uid.entry((&row.key, uid.0.as_str())).or_insert(0.0) += row.value,
+                None => *by_key.entry(&row.key).or_insert(0.0) += row.value,
+            }
+        }
+        Self { by_uid, by_key }
     }
-    map
+
+    /// The usage of pod `uid` named `key`. Rows without a UID are only attributed when no
+    /// other pod of the window has the same name (`unique_name`): otherwise they could
+    /// belong to either session, and counting them twice would be worse than not at all.
+    fn get(&self, key: &PodKey, uid: &str, unique_name: bool) -> f64 {
+        let own = self.by_uid.get(&(key, uid)).copied().unwrap_or(0.0);
+        match self.by_key.get(key) {
+            Some(v) if unique_name => own + v,
+            _ => own,
+        }
+    }
+
+    fn has_ambiguous(&self, key: &PodKey, unique_name: bool) -> bool {
+        !unique_name && self.by_key.contains_key(key)
+    }
 }
 
 /// Builds the records of one window evaluated at `at` (also `RecordCreateTime` and "now"
@@ -204,11 +232,15 @@ pub fn build_records(answers: &Answers, config: &RecordConfig, at: Timestamp) ->
         .iter()
         .map(|c| (c.uid.0.as_str(), c.value))
         .collect();
-    let cpu_seconds = sum_by_pod(&answers.cpu_seconds);
-    let memory = sum_by_pod(&answers.peak_memory);
-    let rx = sum_by_pod(&answers.network_received);
-    let tx = sum_by_pod(&answers.network_transmitted);
-    let resets = sum_by_pod(&answers.counter_resets);
+    let cpu_seconds = UsageIndex::new(&answers.cpu_seconds);
+    let memory = UsageIndex::new(&answers.peak_memory);
+    let rx = UsageIndex::new(&answers.network_received);
+    let tx = UsageIndex::new(&answers.network_transmitted);
+    let resets = UsageIndex::new(&answers.counter_resets);
+    let mut uids_per_name: HashMap<&PodKey, usize> = HashMap::with_capacity(pods.len());
+    for facts in pods.values() {
+        *uids_per_name.entry(&facts.created.key).or_insert(0) += 1;
+    }
 
     warn_orphans(
         "kube_pod_status_phase",
@@ -239,7 +271,20 @@ pub fn build_records(answers: &Answers, config: &RecordConfig, at: Timestamp) ->
             built.skipped.push(skip(SkipReason::ConflictingDuplicate));
             continue;
         }
-        let get = |m: &HashMap<&PodKey, f64>| m.get(key).copied().unwrap_or(0.0);
+        let unique_name = uids_per_name.get(key).is_none_or(|&n| n == 1);
+        let get = |m: &UsageIndex<'_>| m.get(key, uid, unique_name);
+        if [&cpu_seconds, &memory, &rx, &tx]
+            .iter()
+            .any(|m| m.has_ambiguous(key, unique_name))
+        {
+            tracing::warn!(
+                uid,
+                namespace = %key.namespace,
+                pod = %key.pod,
+                "usage series without a pod UID in their cgroup path, and several pods of this \
+                 name in the window: that usage is not attributed"
+            );
+        }
         let usage = [
             ("kube_pod_created", facts.created.created),
             ("container_cpu_usage_seconds_total", get(&cpu_seconds)),

@@ -15,6 +15,7 @@ fn key(pod: &str) -> PodKey {
 fn by_pod(pod: &str, value: f64) -> ByPod {
     ByPod {
         key: key(pod),
+        uid: None,
         value,
     }
 }
@@ -246,4 +247,45 @@ fn orphan_series_are_ignored_and_order_is_by_uid() {
     let built = build_records(&a, &RecordConfig::default(), at(T0));
     let uids: Vec<_> = built.records.iter().map(|r| r.vm_uuid.as_str()).collect();
     assert_eq!(uids, ["uid-a", "uid-b"]);
+}
+
+#[test]
+fn consecutive_sessions_of_one_name_keep_their_own_usage() {
+    let mut a = Answers::default();
+    add_pod(&mut a, "s1", Some(T0 + 100), None);
+    add_pod(&mut a, "s2", None, None);
+    // Both sessions have the same pod name.
+    for p in &mut a.pods {
+        p.key = key("jupyter-same");
+    }
+    for u in [
+        &mut a.cpu_seconds,
+        &mut a.peak_memory,
+        &mut a.network_received,
+        &mut a.network_transmitted,
+    ] {
+        u.clear();
+    }
+    let row = |uid: Option<&str>, value| ByPod {
+        key: key("jupyter-same"),
+        uid: uid.map(|u| PodUid(u.into())),
+        value,
+    };
+    a.cpu_seconds = vec![
+        row(Some("uid-s1"), 10.0),
+        row(Some("uid-s2"), 20.0),
+        row(None, 1000.0),
+    ];
+    let built = build_records(&a, &RecordConfig::default(), at(T0 + 1000));
+    let cpu: Vec<_> = built
+        .records
+        .iter()
+        .map(|r| (r.vm_uuid.as_str(), r.cpu_duration))
+        .collect();
+    assert_eq!(cpu, [("uid-s1", 10), ("uid-s2", 20)]);
+
+    // With a single pod of that name, rows without a UID are its own.
+    a.pods.pop();
+    let built = build_records(&a, &RecordConfig::default(), at(T0 + 1000));
+    assert_eq!(built.records[0].cpu_duration, 1010);
 }

@@ -21,7 +21,7 @@ use crate::metrics::{
     ByPod, ByUid, PodAnnotations, PodCreated, PodKey, PodUid, RunningSamples, Timestamp, Usage,
     Window,
 };
-use crate::query::REAL_CONTAINERS;
+use crate::query::{CGROUP_UID_REGEX, REAL_CONTAINERS};
 
 use super::history::{History, Labels, Series};
 use super::matchers::Matchers;
@@ -179,10 +179,27 @@ fn pod_of(s: &Series) -> (&str, &str) {
     )
 }
 
-/// `sum by (namespace, pod)` of per-series values, groups without namespace or pod left out.
+/// The `(namespace, pod, uid)` grouping key of the usage questions: `uid` is what
+/// `label_replace(..., "uid", "$1", "id", CGROUP_UID_REGEX)` puts there (the empty string
+/// when the cgroup path names no pod).
+fn pod_uid_of(s: &Series) -> (&str, &str, &str) {
+    static RE: std::sync::LazyLock<Option<regex::Regex>> =
+        std::sync::LazyLock::new(|| regex::Regex::new(&format!("^(?:{CGROUP_UID_REGEX})$")).ok());
+    let (namespace, pod) = pod_of(s);
+    let uid = s
+        .label("id")
+        .zip(RE.as_ref())
+        .and_then(|(id, re)| re.captures(id))
+        .and_then(|c| c.get(1))
+        .map_or("", |m| m.as_str());
+    (namespace, pod, uid)
+}
+
+/// `sum by (namespace, pod, uid)` of per-series values, groups without namespace or pod left
+/// out.
 fn sum_by_pod<'h>(
     metric: &str,
-    values: impl Iterator<Item = ((&'h str, &'h str), f64)>,
+    values: impl Iterator<Item = ((&'h str, &'h str, &'h str), f64)>,
 ) -> Vec<ByPod> {
     let mut groups = Groups::new();
     for (key, v) in values {
@@ -192,7 +209,7 @@ fn sum_by_pod<'h>(
     let mut out: Vec<ByPod> = groups
         .groups
         .into_iter()
-        .filter_map(|((namespace, pod), value)| {
+        .filter_map(|((namespace, pod, uid), value)| {
             if namespace.is_empty() || pod.is_empty() {
                 skipped += 1;
                 return None;
@@ -202,6 +219,7 @@ fn sum_by_pod<'h>(
                     namespace: namespace.to_owned(),
                     pod: pod.to_owned(),
                 },
+                uid: (!uid.is_empty()).then(|| PodUid::from_cgroup(uid)),
                 value,
             })
         })
@@ -213,7 +231,11 @@ fn sum_by_pod<'h>(
             "left out `sum by (namespace, pod)` groups without namespace or pod"
         );
     }
-    out.sort_by(|a, b| a.key.cmp(&b.key));
+    out.sort_by(|a, b| {
+        (&a.key, &a.uid)
+            .cmp(&(&b.key, &b.uid))
+            .then(a.value.total_cmp(&b.value))
+    });
     out
 }
 
@@ -359,7 +381,7 @@ pub(super) fn usage(h: &History, w: &Window, usage: Usage) -> Result<Vec<ByPod>>
                 metric,
                 picked
                     .into_iter()
-                    .map(|(s, v)| (pod_of(s), max_over_time(v))),
+                    .map(|(s, v)| (pod_uid_of(s), max_over_time(v))),
             )
         }
         Usage::NetworkReceivedBytes | Usage::NetworkTransmittedBytes => {
@@ -367,23 +389,24 @@ pub(super) fn usage(h: &History, w: &Window, usage: Usage) -> Result<Vec<ByPod>>
             // from several cgroups, then the interfaces are summed.
             let mut per_interface = Groups::new();
             for (s, samples) in select(h, w, Some(metric), "")? {
-                let (namespace, pod) = pod_of(s);
+                let (namespace, pod, uid) = pod_uid_of(s);
                 let interface = s.label("interface").unwrap_or_default();
-                per_interface.max((namespace, pod, interface), last(samples));
+                per_interface.max((namespace, pod, uid, interface), last(samples));
             }
             let groups = per_interface.groups.into_iter();
-            sum_by_pod(metric, groups.map(|((ns, pod, _), v)| ((ns, pod), v)))
+            sum_by_pod(
+                metric,
+                groups.map(|((ns, pod, uid, _), v)| ((ns, pod, uid), v)),
+            )
         }
         Usage::CounterResets => {
-            // The PromQL selects the three counters with one `__name__` regex. Prometheus 2.42
-            // refuses it ("vector cannot contain metrics with the same labelset": resets()
-            // drops the name and receive/transmit series share their labels); this is the
-            // intended result, the sum per pod of every counter's resets.
+            // The PromQL joins the three counters' resets with `or` (each tagged with its
+            // metric so they don't collide): the sum per pod of every counter's resets.
             let extra = format!("__name__=~'{}'", names.join("|"));
             let picked = select(h, w, None, &extra)?;
             sum_by_pod(
                 "counter resets",
-                picked.into_iter().map(|(s, v)| (pod_of(s), resets(v))),
+                picked.into_iter().map(|(s, v)| (pod_uid_of(s), resets(v))),
             )
         }
     })
