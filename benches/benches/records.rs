@@ -57,24 +57,28 @@ fn answers(n: usize) -> Answers {
             value: "eginotebooks/single-user:2.1.0".into(),
         });
         a.cpu_requests.push(ByUid {
-            uid,
+            uid: uid.clone(),
             value: 0.25 * (1 + i % 8) as f64,
         });
         let v = i as f64;
         a.cpu_seconds.push(ByPod {
             key: key.clone(),
+            uid: Some(uid.clone()),
             value: 12.5 * v,
         });
         a.peak_memory.push(ByPod {
             key: key.clone(),
+            uid: Some(uid.clone()),
             value: 2.0e8 + v,
         });
         a.network_received.push(ByPod {
             key: key.clone(),
+            uid: Some(uid.clone()),
             value: 3.0e9 + v,
         });
         a.network_transmitted.push(ByPod {
             key,
+            uid: Some(uid.clone()),
             value: 1.0e6 + v,
         });
     }
