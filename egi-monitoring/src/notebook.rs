@@ -1,0 +1,241 @@
+//! Jupyter notebooks (nbformat 4) as a list of code cells to run, with optional expected
+//! outputs, read without IO beyond the file.
+//!
+//! A cell's expected output is its metadata `egi_monitoring.expected_output` (a string, or a
+//! list of strings as nbformat stores text), or, when the notebook's metadata says
+//! `"egi_monitoring": {"check_outputs": true}` (or the caller asks for it), the outputs saved
+//! in the notebook: stdout and the `text/plain` of results and displays, in order. Outputs
+//! are compared with trailing whitespace trimmed.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::kernel::protocol::{Execution, plain_text};
+
+/// One code cell to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeCell {
+    /// The cell's position in the notebook (0-based, counting every cell).
+    pub index: usize,
+    /// Its source.
+    pub source: String,
+    /// The output it must produce, if checked.
+    pub expected: Option<String>,
+}
+
+/// The code cells of a notebook, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notebook {
+    /// Its name (file name), for messages.
+    pub name: String,
+    /// The non-empty code cells, in order.
+    pub cells: Vec<CodeCell>,
+}
+
+impl Notebook {
+    /// Reads a notebook file; `check_outputs` forces comparing every cell with its saved
+    /// outputs.
+    pub fn from_path(path: &Path, check_outputs: bool) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            action: "read",
+            path: path.to_owned(),
+            source,
+        })?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        Self::parse(&name, &text, check_outputs)
+    }
+
+    /// Parses a notebook's JSON.
+    pub fn parse(name: &str, json: &str, check_outputs: bool) -> Result<Self> {
+        let invalid = |message: String| Error::Notebook {
+            path: name.to_owned(),
+            message,
+        };
+        let nb: Value = serde_json::from_str(json).map_err(|e| invalid(e.to_string()))?;
+        match nb["nbformat"].as_u64() {
+            Some(4) => {}
+            Some(v) => return Err(invalid(format!("nbformat {v} is not supported (4 is)"))),
+            None => return Err(invalid("no nbformat".into())),
+        }
+        let check_all = check_outputs || nb["metadata"]["egi_monitoring"]["check_outputs"] == true;
+        let cells = nb["cells"]
+            .as_array()
+            .ok_or_else(|| invalid("no cells".into()))?;
+        let mut code = Vec::new();
+        for (index, cell) in cells.iter().enumerate() {
+            if cell["cell_type"] != "code" {
+                continue;
+            }
+            let source = plain_text(&cell["source"]);
+            if source.trim().is_empty() {
+                continue;
+            }
+            let declared = &cell["metadata"]["egi_monitoring"]["expected_output"];
+            let expected = if !declared.is_null() {
+                Some(plain_text(declared))
+            } else if check_all {
+                Some(saved_output(&cell["outputs"]))
+            } else {
+                None
+            };
+            code.push(CodeCell {
+                index,
+                source,
+                expected,
+            });
+        }
+        if code.is_empty() {
+            return Err(invalid("no code cells".into()));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            cells: code,
+        })
+    }
+}
+
+/// The visible text of a cell's saved outputs (stdout, then results and displays).
+fn saved_output(outputs: &Value) -> String {
+    let mut text = String::new();
+    for output in outputs.as_array().into_iter().flatten() {
+        match output["output_type"].as_str() {
+            Some("stream") if output["name"] == "stdout" => {
+                text.push_str(&plain_text(&output["text"]))
+            }
+            Some("execute_result" | "display_data") => {
+                text.push_str(&plain_text(&output["data"]["text/plain"]));
+            }
+            _ => {}
+        }
+    }
+    text
+}
+
+/// Checks an execution against the cell's expected output; the error says what differs.
+pub fn check_output(cell: &CodeCell, execution: &Execution) -> Result<(), String> {
+    let Some(expected) = &cell.expected else {
+        return Ok(());
+    };
+    let got = execution.visible_text();
+    if got.trim_end() == expected.trim_end() {
+        Ok(())
+    } else {
+        Err(format!(
+            "cell {} printed {:?}, expected {:?}",
+            cell.index,
+            shorten(got.trim_end()),
+            shorten(expected.trim_end())
+        ))
+    }
+}
+
+fn shorten(s: &str) -> String {
+    match s.char_indices().nth(80) {
+        Some((cut, _)) => format!("{}...", &s[..cut]),
+        None => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::protocol::Output;
+
+    const NB: &str = r##"{
+      "nbformat": 4, "nbformat_minor": 5,
+      "metadata": {"egi_monitoring": {"check_outputs": true}},
+      "cells": [
+        {"cell_type": "markdown", "metadata": {}, "source": ["# Title"]},
+        {"cell_type": "code", "metadata": {}, "execution_count": 1,
+         "source": ["x = 6\n", "print(x * 7)"],
+         "outputs": [{"output_type": "stream", "name": "stdout", "text": ["42\n"]},
+                     {"output_type": "stream", "name": "stderr", "text": ["warning\n"]}]},
+        {"cell_type": "code", "metadata": {}, "source": "", "outputs": []},
+        {"cell_type": "code", "metadata": {"egi_monitoring": {"expected_output": "7"}},
+         "source": "x + 1", "outputs": []}
+      ]
+    }"##;
+
+    fn ran(outputs: Vec<Output>) -> Execution {
+        Execution {
+            outputs,
+            ..Execution::default()
+        }
+    }
+
+    #[test]
+    fn code_cells_in_order_with_expectations() {
+        let nb = Notebook::parse("t.ipynb", NB, false).unwrap();
+        assert_eq!(nb.cells.len(), 2, "markdown and empty cells are skipped");
+        assert_eq!(nb.cells[0].index, 1);
+        assert_eq!(nb.cells[0].source, "x = 6\nprint(x * 7)");
+        assert_eq!(nb.cells[0].expected.as_deref(), Some("42\n"));
+        assert_eq!(nb.cells[1].index, 3);
+        assert_eq!(nb.cells[1].expected.as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn outputs_are_compared_without_trailing_space() {
+        let nb = Notebook::parse("t.ipynb", NB, false).unwrap();
+        assert!(
+            check_output(
+                &nb.cells[0],
+                &ran(vec![
+                    Output::Stdout("42\n".into()),
+                    Output::Stderr("other".into())
+                ])
+            )
+            .is_ok()
+        );
+        let err = check_output(&nb.cells[1], &ran(vec![Output::Result("8".into())])).unwrap_err();
+        assert_eq!(err, r#"cell 3 printed "8", expected "7""#);
+        let unchecked = CodeCell {
+            index: 0,
+            source: "1".into(),
+            expected: None,
+        };
+        assert!(check_output(&unchecked, &ran(vec![])).is_ok());
+    }
+
+    #[test]
+    fn saved_outputs_only_when_asked() {
+        let plain = NB.replace(r#""check_outputs": true"#, r#""check_outputs": false"#);
+        let nb = Notebook::parse("t.ipynb", &plain, false).unwrap();
+        assert_eq!(nb.cells[0].expected, None);
+        let forced = Notebook::parse("t.ipynb", &plain, true).unwrap();
+        assert_eq!(forced.cells[0].expected.as_deref(), Some("42\n"));
+    }
+
+    #[test]
+    fn invalid_notebooks_are_rejected() {
+        for (json, message) in [
+            (
+                "{",
+                "invalid notebook n: EOF while parsing an object at line 1 column 1",
+            ),
+            (
+                r#"{"nbformat": 3, "cells": []}"#,
+                "invalid notebook n: nbformat 3 is not supported (4 is)",
+            ),
+            (r#"{"cells": []}"#, "invalid notebook n: no nbformat"),
+            (
+                r#"{"nbformat": 4, "cells": []}"#,
+                "invalid notebook n: no code cells",
+            ),
+        ] {
+            let err = Notebook::parse("n", json, false).unwrap_err();
+            assert_eq!(err.to_string(), message);
+        }
+        let err = Notebook::from_path(Path::new("/nonexistent/x.ipynb"), false).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot read /nonexistent/x.ipynb"),
+            "{err}"
+        );
+    }
+}

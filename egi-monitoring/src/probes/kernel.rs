@@ -1,0 +1,365 @@
+//! Probes that compute: run code, or a whole notebook, in a kernel of a freshly spawned
+//! server.
+
+use crate::error::Result;
+use crate::hub::HubClient;
+use crate::kernel::protocol::{Execution, KernelError};
+use crate::kernel::{self, Channels};
+use crate::notebook::{Notebook, check_output};
+use crate::outcome::{Outcome, Status, Timeline, seconds};
+use crate::probes::server::{Up, bring_up, conclude, spawn_time, tear_down};
+use crate::probes::{Probe, ProbeFuture, SpawnSettings};
+
+/// What [`ExecuteProbe::new`] runs unless told otherwise: prints the Python version and
+/// computes 6 × 7 (expected result `42`).
+pub const DEFAULT_CODE: &str = "import platform\nprint(platform.python_version())\n6 * 7";
+
+/// Runs code in a kernel and checks it did not raise (and, optionally, its result).
+///
+/// OK: "Executed code in 0.05 s (server ready in 3.2 s): result 42". CRITICAL: the exception
+/// name and message, a wrong result, or the failing phase.
+#[derive(Debug, Clone)]
+pub struct ExecuteProbe {
+    client: HubClient,
+    settings: SpawnSettings,
+    kernel_name: String,
+    code: String,
+    expected_result: Option<String>,
+}
+
+impl ExecuteProbe {
+    /// Runs [`DEFAULT_CODE`] in a `python3` kernel and expects `42`.
+    pub fn new(client: HubClient, settings: SpawnSettings) -> Self {
+        Self {
+            client,
+            settings,
+            kernel_name: "python3".into(),
+            code: DEFAULT_CODE.into(),
+            expected_result: Some("42".into()),
+        }
+    }
+
+    /// Runs `code` instead, expecting `expected_result` (the `text/plain` of the value of
+    /// its last expression) if given.
+    #[must_use]
+    pub fn code(mut self, code: impl Into<String>, expected_result: Option<String>) -> Self {
+        self.code = code.into();
+        self.expected_result = expected_result;
+        self
+    }
+
+    /// Uses the kernel `name` instead of `python3`.
+    #[must_use]
+    pub fn kernel_name(mut self, name: impl Into<String>) -> Self {
+        self.kernel_name = name.into();
+        self
+    }
+}
+
+impl Probe for ExecuteProbe {
+    fn name(&self) -> &str {
+        "execute"
+    }
+
+    fn run(&self) -> ProbeFuture<'_> {
+        let job = Job::Code {
+            code: &self.code,
+            expected: self.expected_result.as_deref(),
+        };
+        Box::pin(run_job(
+            &self.client,
+            &self.settings,
+            &self.kernel_name,
+            job,
+        ))
+    }
+}
+
+/// Runs the code cells of a notebook in order in one kernel, stopping at the first error.
+///
+/// OK: "Ran 4 cells of check.ipynb in 0.3 s (server ready in 3.2 s)". CRITICAL: "cell 3 of
+/// check.ipynb raised ZeroDivisionError: division by zero", an output that differs from the
+/// expected one, or the failing phase.
+#[derive(Debug, Clone)]
+pub struct NotebookProbe {
+    client: HubClient,
+    settings: SpawnSettings,
+    kernel_name: String,
+    notebook: Notebook,
+}
+
+impl NotebookProbe {
+    /// Runs `notebook` in a `python3` kernel.
+    pub fn new(client: HubClient, settings: SpawnSettings, notebook: Notebook) -> Self {
+        Self {
+            client,
+            settings,
+            kernel_name: "python3".into(),
+            notebook,
+        }
+    }
+
+    /// Uses the kernel `name` instead of `python3`.
+    #[must_use]
+    pub fn kernel_name(mut self, name: impl Into<String>) -> Self {
+        self.kernel_name = name.into();
+        self
+    }
+}
+
+impl Probe for NotebookProbe {
+    fn name(&self) -> &str {
+        "notebook"
+    }
+
+    fn run(&self) -> ProbeFuture<'_> {
+        let job = Job::Notebook(&self.notebook);
+        Box::pin(run_job(
+            &self.client,
+            &self.settings,
+            &self.kernel_name,
+            job,
+        ))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Job<'a> {
+    Code {
+        code: &'a str,
+        expected: Option<&'a str>,
+    },
+    Notebook(&'a Notebook),
+}
+
+async fn run_job(
+    client: &HubClient,
+    settings: &SpawnSettings,
+    kernel_name: &str,
+    job: Job<'_>,
+) -> Outcome {
+    let mut timeline = Timeline::start();
+    let mut up = Up::default();
+    let work = match bring_up(client, settings, &mut timeline, &mut up).await {
+        Ok(path) => {
+            let ready = spawn_time(&timeline);
+            in_kernel(client, settings, kernel_name, &path, job, &mut timeline)
+                .await
+                .map(|(status, message)| match status {
+                    Status::Ok => (
+                        status,
+                        format!("{message} (server ready in {})", seconds(ready)),
+                    ),
+                    _ => (status, message),
+                })
+        }
+        Err(e) => Err(e),
+    };
+    let stop = if up.start_requested {
+        Some(tear_down(client, settings, &mut timeline).await)
+    } else {
+        None
+    };
+    conclude(timeline, work, stop)
+}
+
+/// Creates a kernel, runs the job, deletes the kernel (even when the job failed).
+async fn in_kernel(
+    client: &HubClient,
+    settings: &SpawnSettings,
+    kernel_name: &str,
+    server_path: &str,
+    job: Job<'_>,
+    timeline: &mut Timeline,
+) -> Result<(Status, String)> {
+    let t = settings.timeouts;
+    let id = timeline
+        .phase(
+            "kernel",
+            t.kernel,
+            kernel::create(client, server_path, kernel_name),
+        )
+        .await?;
+    timeline.detail("kernel_id", id.clone());
+    let result = match timeline
+        .phase(
+            "websocket",
+            t.kernel,
+            Channels::connect(client, server_path, &id, &settings.user),
+        )
+        .await
+    {
+        Ok(mut channels) => {
+            let result = run(&mut channels, job, settings, timeline).await;
+            channels.close().await;
+            result
+        }
+        Err(e) => Err(e),
+    };
+    let deleted = timeline
+        .phase(
+            "kernel delete",
+            t.request,
+            kernel::delete(client, server_path, &id),
+        )
+        .await;
+    match (result, deleted) {
+        (Err(e), _) => Err(e),
+        (Ok((Status::Ok, message)), Err(e)) => Ok((
+            Status::Warning,
+            format!("{message}; but deleting the kernel failed: {}", e.report()),
+        )),
+        (Ok(done), _) => Ok(done),
+    }
+}
+
+async fn run(
+    channels: &mut Channels,
+    job: Job<'_>,
+    settings: &SpawnSettings,
+    timeline: &mut Timeline,
+) -> Result<(Status, String)> {
+    let timeout = settings.timeouts.execute;
+    match job {
+        Job::Code { code, expected } => {
+            let execution = timeline
+                .phase("execute", timeout, channels.execute(code))
+                .await?;
+            record_outputs(timeline, "", &execution);
+            let took = seconds(timeline.phase_duration("execute").unwrap_or_default());
+            if let Some(error) = &execution.error {
+                return Ok((Status::Critical, format!("code raised {}", describe(error))));
+            }
+            let result = execution.result().unwrap_or("");
+            if let Some(expected) = expected {
+                if result.trim() != expected.trim() {
+                    return Ok((
+                        Status::Critical,
+                        format!("code returned {result:?}, expected {expected:?}"),
+                    ));
+                }
+            }
+            let mut message = format!("Executed code in {took}");
+            if !result.is_empty() {
+                message.push_str(&format!(": result {}", first_line(result)));
+            }
+            Ok((Status::Ok, message))
+        }
+        Job::Notebook(notebook) => {
+            let started = tokio::time::Instant::now();
+            for (n, cell) in notebook.cells.iter().enumerate() {
+                let phase = format!("cell {}", cell.index);
+                let execution = timeline
+                    .phase(&phase, timeout, channels.execute(&cell.source))
+                    .await?;
+                record_outputs(timeline, &format!("cell {} ", cell.index), &execution);
+                if let Some(error) = &execution.error {
+                    let message = format!(
+                        "cell {} of {} raised {}",
+                        cell.index,
+                        notebook.name,
+                        describe(error)
+                    );
+                    return Ok((Status::Critical, message));
+                }
+                if let Err(mismatch) = check_output(cell, &execution) {
+                    let message = format!(
+                        "wrong output in {}: {mismatch} ({n} cells ran fine before)",
+                        notebook.name
+                    );
+                    return Ok((Status::Critical, message));
+                }
+            }
+            let count = notebook.cells.len();
+            let cells = if count == 1 { "cell" } else { "cells" };
+            Ok((
+                Status::Ok,
+                format!(
+                    "Ran {count} {cells} of {} in {}",
+                    notebook.name,
+                    seconds(started.elapsed())
+                ),
+            ))
+        }
+    }
+}
+
+fn record_outputs(timeline: &mut Timeline, prefix: &str, execution: &Execution) {
+    for (key, value) in [
+        ("stdout", execution.stdout()),
+        ("stderr", execution.stderr()),
+    ] {
+        if !value.is_empty() {
+            timeline.detail(format!("{prefix}{key}"), value);
+        }
+    }
+    if let Some(result) = execution.result() {
+        timeline.detail(format!("{prefix}result"), result);
+    }
+    if let Some(error) = &execution.error {
+        timeline.detail(
+            format!("{prefix}traceback"),
+            strip_ansi(&error.traceback.join("\n")),
+        );
+    }
+}
+
+/// `ZeroDivisionError: division by zero`.
+fn describe(error: &KernelError) -> String {
+    if error.evalue.is_empty() {
+        error.ename.clone()
+    } else {
+        format!("{}: {}", error.ename, first_line(&error.evalue))
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+/// Removes the colour escapes IPython puts in tracebacks.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exceptions_are_named() {
+        let e = KernelError {
+            ename: "ZeroDivisionError".into(),
+            evalue: "division by zero\nmore".into(),
+            traceback: vec![],
+        };
+        assert_eq!(describe(&e), "ZeroDivisionError: division by zero");
+        let bare = KernelError {
+            ename: "KeyboardInterrupt".into(),
+            evalue: String::new(),
+            traceback: vec![],
+        };
+        assert_eq!(describe(&bare), "KeyboardInterrupt");
+    }
+
+    #[test]
+    fn tracebacks_lose_their_colours() {
+        assert_eq!(
+            strip_ansi("\u{1b}[0;31mZeroDivisionError\u{1b}[0m: division by zero"),
+            "ZeroDivisionError: division by zero"
+        );
+    }
+}
