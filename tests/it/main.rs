@@ -5,6 +5,7 @@
 
 mod accounting_job;
 mod helpers;
+mod monitoring;
 mod prometheus_peer;
 mod sample_data;
 mod sources_agree;

@@ -7,6 +7,8 @@
 //! - [`prometheus`]: [`Prometheus::backfill`] loads an OpenMetrics history into a real
 //!   Prometheus (`promtool tsdb create-blocks-from openmetrics`) and serves it on a free port
 //!   until dropped.
+//! - [`jupyterhub`]: [`jupyterhub::JupyterHub::start`] runs JupyterHub 6 behind
+//!   configurable-http-proxy, with a service token for monitoring probes, until dropped.
 //! - [`synthetic`]: a deterministic history of notebook pods, as kube-state-metrics and
 //!   cAdvisor would have left it, from a handful of [`synthetic::Params`].
 //!
@@ -24,6 +26,7 @@
 //! # }
 //! ```
 
+pub mod jupyterhub;
 pub mod prometheus;
 pub mod synthetic;
 
