@@ -105,3 +105,35 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_failures_a_retry_can_fix_are_transient() {
+        let http = |status| Error::Http {
+            status,
+            message: String::new(),
+        };
+        let query = |t: &str| Error::Query {
+            error_type: t.to_owned(),
+            message: String::new(),
+        };
+        assert!(http(500).is_transient());
+        assert!(http(503).is_transient());
+        assert!(http(429).is_transient());
+        assert!(!http(400).is_transient());
+        assert!(!http(401).is_transient());
+        assert!(!http(422).is_transient());
+        assert!(Error::Timeout(std::time::Duration::from_secs(1)).is_transient());
+        assert!(query("timeout").is_transient());
+        assert!(query("unavailable").is_transient());
+        assert!(!query("bad_data").is_transient());
+        assert!(!Error::MalformedResponse("x".into()).is_transient());
+        assert!(!Error::Config("x".into()).is_transient());
+        let io = Error::io("cannot create spool directory", "/x", std::io::Error::other("denied"));
+        assert!(!io.is_transient());
+        assert_eq!(io.to_string(), "cannot create spool directory /x");
+    }
+}
