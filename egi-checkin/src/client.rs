@@ -279,11 +279,12 @@ impl CheckinClient {
         previous: Option<&TokenSet>,
         nonce: Option<&openidconnect::Nonce>,
     ) -> Result<(TokenSet, Option<IdTokenInfo>)> {
+        // Expiry counts from when the request left: the answer was made after that.
+        let sent_at = SystemTime::now();
         let answer = self.post(Endpoint::Token, form).await?;
-        let received_at = SystemTime::now();
         let response = parse_token_response(&answer, false)?;
         let fresh_id_token = response.id_token.clone();
-        let mut tokens = TokenSet::from_response(response, received_at, previous);
+        let mut tokens = TokenSet::from_response(response, sent_at, previous);
         let info = match fresh_id_token {
             Some(raw) => {
                 let expected = previous.and_then(TokenSet::subject);
@@ -296,14 +297,22 @@ impl CheckinClient {
         Ok((tokens, info))
     }
 
-    /// Refreshes `tokens` once (no retry). `invalid_grant` becomes
+    /// Refreshes `tokens` once (no retry), asking for the granted scope again (Check-in wants
+    /// the scope sent, at least `openid`). `invalid_grant` becomes
     /// [`Error::LoginRequired`]; the old refresh token is kept if none comes back; a new ID
     /// token must be valid and for the same subject.
     pub async fn refresh(&self, tokens: &TokenSet) -> Result<TokenSet> {
         let refresh_token = tokens.refresh_token().ok_or_else(|| Error::LoginRequired {
             reason: "no refresh token".into(),
         })?;
-        let form = grants::refresh(refresh_token, &self.inner.scopes);
+        // The granted scope if known (asking for more is invalid_scope), else the client's.
+        let granted: Option<Vec<String>> = tokens
+            .scope()
+            .map(|s| s.split_whitespace().map(str::to_owned).collect());
+        let form = grants::refresh(
+            refresh_token,
+            granted.as_deref().unwrap_or(&self.inner.scopes),
+        );
         self.token_grant(form, Some(tokens), None)
             .await
             .map(|(t, _)| t)
@@ -350,17 +359,17 @@ impl CheckinClient {
         access_token: &SecretString,
         request: &ExchangeRequest,
     ) -> Result<Exchanged> {
+        let sent_at = SystemTime::now();
         let answer = self
             .post(
                 Endpoint::Token,
                 grants::token_exchange(access_token, request),
             )
             .await?;
-        let received_at = SystemTime::now();
         let response = parse_token_response(&answer, true)?;
         let issued_token_type = response.issued_token_type.clone();
         Ok(Exchanged {
-            tokens: TokenSet::from_response(response, received_at, None),
+            tokens: TokenSet::from_response(response, sent_at, None),
             issued_token_type,
         })
     }

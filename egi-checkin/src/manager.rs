@@ -296,6 +296,11 @@ impl TokenManager {
         &self.inner.key
     }
 
+    /// The current token, fresh or not (`None` once the grant is gone): no waiting, no IO.
+    pub fn current(&self) -> Option<Token> {
+        self.inner.tx.borrow().clone()
+    }
+
     /// The current token if it is fresh (outside the refresh margin): no waiting, no IO.
     pub fn cached(&self) -> Option<Token> {
         let current = self.inner.tx.borrow();

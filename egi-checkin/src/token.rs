@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Endpoint, Error, Result};
 use crate::http::{Answer, describe_json_error, json_answer};
 
+/// The rounding of `expires_in` to whole seconds, taken off every lifetime.
+const ROUNDING: Duration = Duration::from_secs(1);
+
 /// The tokens of one identity: an access token, usually a refresh token and an ID token,
 /// and when the access token expires (computed from the time the answer was received and
 /// its `expires_in`, never from the token's own claims).
@@ -116,12 +119,17 @@ impl TokenSet {
     /// The set built from a token endpoint answer received at `received_at`. The refresh
     /// token, ID token, scope and subject of `previous` are kept when the answer carries
     /// none (a refresh answer may omit the refresh token: the old one stays valid).
+    ///
+    /// `expires_in` is whole seconds of the provider's clock floored to the second, so the
+    /// token may live up to a second less: that second is taken off the lifetime.
     pub(crate) fn from_response(
         response: TokenResponse,
         received_at: SystemTime,
         previous: Option<&TokenSet>,
     ) -> Self {
-        let lifetime = response.expires_in;
+        let lifetime = response
+            .expires_in
+            .map(|l| if l > ROUNDING { l - ROUNDING } else { l / 2 });
         Self {
             access_token: response.access_token,
             refresh_token: response
@@ -393,7 +401,11 @@ mod tests {
             Some(&old),
         );
         assert_eq!(kept.refresh_token().map(|t| t.expose_secret()), Some("r0"));
-        assert_eq!(kept.expires_at(), Some(t1 + Duration::from_secs(60)));
+        assert_eq!(
+            kept.expires_at(),
+            Some(t1 + Duration::from_secs(59)),
+            "a second of rounding off"
+        );
         assert_eq!(kept.subject(), Some("alice"));
         let rotated = TokenSet::from_response(
             parse(

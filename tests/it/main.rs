@@ -4,6 +4,11 @@
 //! stops them when done. Peers must be on `PATH`: `.ci/install-peers` installs them.
 
 mod accounting_job;
+mod checkin_concurrency;
+mod checkin_faults;
+mod checkin_flows;
+mod checkin_refresh;
+mod checkin_support;
 mod helpers;
 mod monitoring;
 mod prometheus_peer;

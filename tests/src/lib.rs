@@ -9,6 +9,8 @@
 //!   until dropped.
 //! - [`jupyterhub`]: [`jupyterhub::JupyterHub::start`] runs JupyterHub 6 behind
 //!   configurable-http-proxy, with a service token for monitoring probes, until dropped.
+//! - [`oidc`]: [`oidc::OidcProvider::start`] runs npm `oidc-provider` shaped like EGI Check-in
+//!   (rotation switchable, short-lived tokens, auto-approved logins, fault injection).
 //! - [`synthetic`]: a deterministic history of notebook pods, as kube-state-metrics and
 //!   cAdvisor would have left it, from a handful of [`synthetic::Params`].
 //!
@@ -27,6 +29,7 @@
 //! ```
 
 pub mod jupyterhub;
+pub mod oidc;
 pub mod prometheus;
 pub mod synthetic;
 
