@@ -186,6 +186,12 @@ impl Token {
         self.0.generation
     }
 
+    /// When the token enters its refresh margin (the next [`TokenManager::access_token`]
+    /// after that refreshes).
+    pub fn refresh_at(&self) -> Option<SystemTime> {
+        self.0.refresh_at
+    }
+
     /// Whether the token is outside its refresh margin at `now`.
     pub fn is_fresh_at(&self, now: SystemTime) -> bool {
         self.0.refresh_at.is_none_or(|at| now < at)
