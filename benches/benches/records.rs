@@ -4,13 +4,13 @@
 //!
 //! `cargo bench -p egi-benches --bench records`
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use egi_accounting::apel::{self, Limits};
 use egi_accounting::metrics::{
-    Answers, ByPod, ByUid, PodAnnotations, PodCreated, PodKey, PodUid, RunningSamples, Timestamp,
+    Annotations, Answers, ByPod, ByUid, PodAnnotations, PodCreated, PodKey, PodUid, RunningSamples,
+    Timestamp,
 };
 use egi_accounting::record::{RecordConfig, build_records};
 
@@ -42,7 +42,7 @@ fn answers(n: usize) -> Answers {
             last_running: running,
             running_count: 120,
         });
-        let mut ann = BTreeMap::new();
+        let mut ann = Annotations::new();
         ann.insert(
             "hub_jupyter_org_username".into(),
             format!("user-{i}@egi.eu"),

@@ -259,41 +259,70 @@ impl ApelMessage {
     }
 }
 
-/// Splits records into messages within `limits`, keeping their order. A record is never
-/// split; a single record larger than `max_bytes` (impossible with valid records) gets a
-/// message of its own.
-pub fn messages(records: &[CloudRecord], limits: Limits) -> Vec<ApelMessage> {
-    let mut out = Vec::new();
-    let mut text = String::new();
-    let mut count = 0usize;
-    let mut rendered = String::with_capacity(1024);
-    for r in records {
-        rendered.clear();
-        render_into(r, &mut rendered);
-        let extra = rendered.len() + 3;
-        if count > 0 && (count == limits.max_records.get() || text.len() + extra > limits.max_bytes)
-        {
-            out.push(ApelMessage {
-                text: std::mem::take(&mut text),
-                records: count,
-            });
-            count = 0;
+/// Packs records into messages within `limits`, one record at a time, so that a run never
+/// holds more than one message of text. A record is never split; a single record larger
+/// than `max_bytes` (impossible with valid records) gets a message of its own.
+#[derive(Debug)]
+pub struct MessageBuilder {
+    limits: Limits,
+    text: String,
+    count: usize,
+    rendered: String,
+}
+
+impl MessageBuilder {
+    /// An empty builder.
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            text: String::new(),
+            count: 0,
+            rendered: String::with_capacity(1024),
         }
-        if count == 0 {
-            text.push_str(HEADER);
-            text.push('\n');
+    }
+
+    /// Adds a record; returns the previous message when this record starts a new one.
+    pub fn push(&mut self, r: &CloudRecord) -> Option<ApelMessage> {
+        self.rendered.clear();
+        render_into(r, &mut self.rendered);
+        let extra = self.rendered.len() + 3;
+        let full = self.count > 0
+            && (self.count == self.limits.max_records.get()
+                || self.text.len() + extra > self.limits.max_bytes);
+        let done = if full { self.take() } else { None };
+        if self.count == 0 {
+            self.text.push_str(HEADER);
+            self.text.push('\n');
         } else {
-            text.push_str("%%\n");
+            self.text.push_str("%%\n");
         }
-        text.push_str(&rendered);
-        count += 1;
+        self.text.push_str(&self.rendered);
+        self.count += 1;
+        done
     }
-    if count > 0 {
-        out.push(ApelMessage {
-            text,
-            records: count,
-        });
+
+    /// The last, incomplete message, if any record is pending.
+    pub fn finish(mut self) -> Option<ApelMessage> {
+        self.take()
     }
+
+    fn take(&mut self) -> Option<ApelMessage> {
+        (self.count > 0).then(|| {
+            let records = std::mem::take(&mut self.count);
+            ApelMessage {
+                text: std::mem::take(&mut self.text),
+                records,
+            }
+        })
+    }
+}
+
+/// Splits records into messages within `limits`, keeping their order (see
+/// [`MessageBuilder`]).
+pub fn messages(records: &[CloudRecord], limits: Limits) -> Vec<ApelMessage> {
+    let mut builder = MessageBuilder::new(limits);
+    let mut out: Vec<ApelMessage> = records.iter().filter_map(|r| builder.push(r)).collect();
+    out.extend(builder.finish());
     out
 }
 

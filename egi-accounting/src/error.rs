@@ -132,7 +132,11 @@ mod tests {
         assert!(!query("bad_data").is_transient());
         assert!(!Error::MalformedResponse("x".into()).is_transient());
         assert!(!Error::Config("x".into()).is_transient());
-        let io = Error::io("cannot create spool directory", "/x", std::io::Error::other("denied"));
+        let io = Error::io(
+            "cannot create spool directory",
+            "/x",
+            std::io::Error::other("denied"),
+        );
         assert!(!io.is_transient());
         assert_eq!(io.to_string(), "cannot create spool directory /x");
     }

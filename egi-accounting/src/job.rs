@@ -1,11 +1,21 @@
-//! One accounting run: ask, build, render, deliver. The only function here that does IO
-//! is [`run`], and it only moves data between the pure steps.
+//! One accounting run: ask, join, render, deliver. [`run`] only moves data between the pure
+//! steps: answers are folded into a [`Joiner`] as they arrive and dropped, records are
+//! rendered into messages one at a time and each message is handed to the sink as soon as
+//! it is full. So a run over 10,000 pods needs a few megabytes, not a copy of every answer,
+//! record and message at once.
 
-use crate::apel::{self, Limits};
+use futures_util::StreamExt;
+
+use crate::apel::{Limits, MessageBuilder};
 use crate::error::Result;
 use crate::metrics::{self, MetricsSource, Window};
-use crate::record::{self, RecordConfig};
+use crate::query::Question;
+use crate::record::{self, Joiner, RecordConfig};
 use crate::spool::Sink;
+
+/// Questions asked at the same time. Prometheus evaluates them on its own cores; more in
+/// flight would mostly add answers waiting in memory (measured in benches/README.md).
+pub const QUESTIONS_IN_FLIGHT: usize = 3;
 
 /// What a run did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -22,9 +32,10 @@ pub struct Report {
     pub messages: usize,
 }
 
-/// Asks `source` every question for `window`, builds and validates the records, splits
-/// them into messages within `limits` and delivers them to `sink`, all or nothing.
-/// Nothing is delivered if any question fails.
+/// Asks `source` every question for `window`, joins the answers, validates the records,
+/// packs them into messages within `limits` and delivers them to `sink`, all or nothing:
+/// nothing is written if any question fails, and a sink failure rolls back what this run
+/// wrote.
 pub async fn run(
     source: &dyn MetricsSource,
     window: &Window,
@@ -32,17 +43,50 @@ pub async fn run(
     limits: Limits,
     sink: &mut dyn Sink,
 ) -> Result<Report> {
-    let answers = metrics::ask_all(source, window).await?;
-    let built = record::build_records(&answers, config, window.at);
-    let messages = apel::messages(&built.records, limits);
-    let delivered = sink.deliver(&messages)?;
-    let report = Report {
-        pods: built.records.len() + built.skipped.len(),
-        records: built.records.len(),
-        skipped: built.skipped.len(),
-        lower_bounds: built.lower_bounds.len(),
-        messages: delivered,
+    let mut joiner = Joiner::new();
+    let mut answers = futures_util::stream::iter(Question::ALL)
+        .map(|q| metrics::ask(source, window, q))
+        .buffer_unordered(QUESTIONS_IN_FLIGHT);
+    while let Some(answer) = answers.next().await {
+        joiner.add(answer?);
+    }
+    drop(answers);
+
+    let mut report = Report {
+        pods: joiner.pod_count(),
+        ..Report::default()
     };
+    let mut builder = MessageBuilder::new(limits);
+    let written = (|| {
+        for (outcome, lower_bound) in joiner.records(config, window.at) {
+            match outcome {
+                Ok(r) => {
+                    report.records += 1;
+                    report.lower_bounds += usize::from(lower_bound);
+                    if lower_bound {
+                        tracing::warn!(uid = %r.vm_uuid, pod = %r.machine_name, "CPU or network counter reset in the window: figures are lower bounds");
+                    }
+                    if let Some(m) = builder.push(&r) {
+                        sink.write(&m)?;
+                        report.messages += 1;
+                    }
+                }
+                Err(skipped) => {
+                    record::log_skipped(&skipped);
+                    report.skipped += 1;
+                }
+            }
+        }
+        if let Some(m) = builder.finish() {
+            sink.write(&m)?;
+            report.messages += 1;
+        }
+        sink.commit()
+    })();
+    if let Err(e) = written {
+        sink.roll_back();
+        return Err(e);
+    }
     tracing::info!(
         pods = report.pods,
         records = report.records,

@@ -6,7 +6,6 @@
 //! Answers are plain data; joining them into records is done by the pure
 //! functions in [`crate::record`].
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -255,7 +254,64 @@ pub struct PodAnnotations {
     /// Pod UID.
     pub uid: PodUid,
     /// Annotation labels, prefix stripped.
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: Annotations,
+}
+
+/// Annotation names and values, sorted by name: a small sorted vector rather than a map,
+/// because a run holds one per pod (a `BTreeMap` node alone is half a kilobyte).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Annotations(Vec<(String, String)>);
+
+impl Annotations {
+    /// No annotations.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Option<&String> {
+        self.0
+            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    /// Sets `name`, returning the previous value.
+    pub fn insert(&mut self, name: String, value: String) -> Option<String> {
+        match self.0.binary_search_by(|(n, _)| n.cmp(&name)) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Err(i) => {
+                self.0.insert(i, (name, value));
+                None
+            }
+        }
+    }
+
+    /// Names and values, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// How many annotations.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<(String, String)> for Annotations {
+    /// Later values of a repeated name win.
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
+        let mut a = Annotations::new();
+        for (n, v) in iter {
+            a.insert(n, v);
+        }
+        a
+    }
 }
 
 /// A value attached to a pod UID (image, CPU request).
@@ -392,6 +448,41 @@ pub struct Answers {
     pub counter_resets: Vec<ByPod>,
 }
 
+/// One answer, tagged with its question.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Answer {
+    /// See [`MetricsSource::pods`].
+    Pods(Vec<PodCreated>),
+    /// See [`MetricsSource::running`].
+    Running(Vec<RunningSamples>),
+    /// See [`MetricsSource::annotations`].
+    Annotations(Vec<PodAnnotations>),
+    /// See [`MetricsSource::images`].
+    Images(Vec<ByUid<String>>),
+    /// See [`MetricsSource::cpu_requests`].
+    CpuRequests(Vec<ByUid<f64>>),
+    /// See [`MetricsSource::usage`].
+    Usage(Usage, Vec<ByPod>),
+}
+
+/// Asks one question.
+pub async fn ask(
+    source: &dyn MetricsSource,
+    window: &Window,
+    question: crate::query::Question,
+) -> Result<Answer> {
+    use crate::query::Question;
+    Ok(match question {
+        Question::Pods => Answer::Pods(source.pods(window).await?),
+        Question::Running => Answer::Running(source.running(window).await?),
+        Question::Annotations => Answer::Annotations(source.annotations(window).await?),
+        Question::Images => Answer::Images(source.images(window).await?),
+        Question::CpuRequests => Answer::CpuRequests(source.cpu_requests(window).await?),
+        Question::Usage(u) => Answer::Usage(u, source.usage(window, u).await?),
+    })
+}
+
 /// Asks every question concurrently and gathers the answers. The first error wins and
 /// the other questions are dropped: a run is all or nothing.
 pub async fn ask_all(source: &dyn MetricsSource, window: &Window) -> Result<Answers> {
@@ -459,6 +550,20 @@ mod tests {
         );
         assert_eq!(Timestamp::from_secs_f64(f64::NAN), None);
         assert_eq!(Timestamp::from_millis(-1).as_secs(), -1);
+    }
+
+    #[test]
+    fn annotations_keep_names_sorted_and_unique() {
+        let mut a: Annotations = [("b", "2"), ("a", "1"), ("b", "3")]
+            .into_iter()
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect();
+        assert_eq!(a.iter().collect::<Vec<_>>(), [("a", "1"), ("b", "3")]);
+        assert_eq!(a.get("b").map(String::as_str), Some("3"));
+        assert_eq!(a.get("c"), None);
+        assert_eq!(a.insert("a".into(), "x".into()).as_deref(), Some("1"));
+        assert_eq!(a.len(), 2);
+        assert!(!a.is_empty() && Annotations::new().is_empty());
     }
 
     #[test]

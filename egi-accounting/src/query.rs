@@ -35,6 +35,23 @@ pub enum Question {
     Usage(Usage),
 }
 
+impl Question {
+    /// Every question, the slowest first (the Running range vector), so that a run with
+    /// bounded concurrency starts it at once.
+    pub const ALL: [Question; 10] = [
+        Question::Running,
+        Question::Pods,
+        Question::Annotations,
+        Question::Images,
+        Question::CpuRequests,
+        Question::Usage(Usage::CpuSeconds),
+        Question::Usage(Usage::PeakMemoryBytes),
+        Question::Usage(Usage::NetworkReceivedBytes),
+        Question::Usage(Usage::NetworkTransmittedBytes),
+        Question::Usage(Usage::CounterResets),
+    ];
+}
+
 /// Matchers that keep real containers only (not the pod cgroup, not the sandbox).
 pub const REAL_CONTAINERS: &str = "container!='',container!='POD'";
 

@@ -19,11 +19,36 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::apel::ApelMessage;
 use crate::error::{Error, Result};
 
-/// A destination for messages.
+/// A destination for messages, written one at a time within a delivery that ends with
+/// [`commit`](Sink::commit) or [`roll_back`](Sink::roll_back).
 pub trait Sink {
-    /// Writes every message, or none: on error nothing of this call is left behind.
-    /// Returns how many messages were written.
-    fn deliver(&mut self, messages: &[ApelMessage]) -> Result<usize>;
+    /// Writes one message of the current delivery.
+    fn write(&mut self, message: &ApelMessage) -> Result<()>;
+
+    /// Ends the current delivery: what it wrote stays.
+    fn commit(&mut self) -> Result<()>;
+
+    /// Ends the current delivery in failure: removes what it wrote, where the sink can
+    /// (a spool can; a terminal cannot).
+    fn roll_back(&mut self);
+
+    /// Writes every message, or none: on error nothing of this call is left behind where
+    /// the sink can take it back. Returns how many messages were written.
+    fn deliver(&mut self, messages: &[ApelMessage]) -> Result<usize> {
+        for m in messages {
+            if let Err(e) = self.write(m) {
+                self.roll_back();
+                return Err(e);
+            }
+        }
+        match self.commit() {
+            Ok(()) => Ok(messages.len()),
+            Err(e) => {
+                self.roll_back();
+                Err(e)
+            }
+        }
+    }
 }
 
 /// A python-dirq `QueueSimple` directory.
@@ -31,6 +56,7 @@ pub trait Sink {
 pub struct DirqSpool {
     path: PathBuf,
     rndhex: u32,
+    pending: Vec<ElementName>,
     #[cfg(test)]
     fail_after: Option<usize>,
 }
@@ -62,6 +88,7 @@ impl DirqSpool {
         Ok(Self {
             path,
             rndhex: std::process::id() % 16,
+            pending: Vec::new(),
             #[cfg(test)]
             fail_after: None,
         })
@@ -138,50 +165,54 @@ impl DirqSpool {
 }
 
 impl Sink for DirqSpool {
-    fn deliver(&mut self, messages: &[ApelMessage]) -> Result<usize> {
-        let mut added = Vec::with_capacity(messages.len());
-        for (i, m) in messages.iter().enumerate() {
-            #[cfg(test)]
-            if self.fail_after == Some(i) {
-                for name in &added {
-                    let _ = self.remove(name);
-                }
-                return Err(Error::io(
-                    "injected failure",
-                    &self.path,
-                    io::Error::other("test"),
-                ));
-            }
-            match self.add(m.as_str().as_bytes()) {
-                Ok(name) => added.push(name),
-                Err(e) => {
-                    for name in &added {
-                        if let Err(undo) = self.remove(name) {
-                            tracing::error!(element = name.as_str(), error = %undo, "cannot roll back spool element");
-                        }
-                    }
-                    tracing::debug!(index = i, "delivery failed, rolled back");
-                    return Err(e);
-                }
+    fn write(&mut self, message: &ApelMessage) -> Result<()> {
+        #[cfg(test)]
+        if self.fail_after == Some(self.pending.len()) {
+            return Err(Error::io(
+                "injected failure",
+                &self.path,
+                io::Error::other("test"),
+            ));
+        }
+        let name = self.add(message.as_str().as_bytes())?;
+        self.pending.push(name);
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        tracing::info!(spool = %self.path.display(), messages = self.pending.len(), "messages spooled");
+        self.pending.clear();
+        Ok(())
+    }
+
+    fn roll_back(&mut self) {
+        for name in self.pending.drain(..) {
+            let path = self.path.join(&name.0);
+            if let Err(e) = fs::remove_file(&path) {
+                tracing::error!(element = name.as_str(), error = %e, "cannot roll back spool element");
             }
         }
-        tracing::info!(spool = %self.path.display(), messages = added.len(), "messages spooled");
-        Ok(added.len())
     }
 }
 
 /// Writes messages to any writer (standard output for a dry run), separated by a blank
-/// line. Everything is rendered first and written with one `write_all`, then flushed.
+/// line, as they come. What was written cannot be taken back: a failed run may leave the
+/// first messages on the terminal, never in a spool.
 #[derive(Debug)]
 pub struct WriterSink<W: Write> {
     writer: W,
     name: &'static str,
+    written: usize,
 }
 
 impl<W: Write> WriterSink<W> {
     /// Wraps a writer; `name` appears in error messages (e.g. "standard output").
     pub fn new(writer: W, name: &'static str) -> Self {
-        Self { writer, name }
+        Self {
+            writer,
+            name,
+            written: 0,
+        }
     }
 
     /// The wrapped writer.
@@ -191,17 +222,26 @@ impl<W: Write> WriterSink<W> {
 }
 
 impl<W: Write> Sink for WriterSink<W> {
-    fn deliver(&mut self, messages: &[ApelMessage]) -> Result<usize> {
-        let text = messages
-            .iter()
-            .map(ApelMessage::as_str)
-            .collect::<Vec<_>>()
-            .join("\n");
+    fn write(&mut self, message: &ApelMessage) -> Result<()> {
+        let sep: &[u8] = if self.written > 0 { b"\n" } else { b"" };
         self.writer
-            .write_all(text.as_bytes())
-            .and_then(|()| self.writer.flush())
+            .write_all(sep)
+            .and_then(|()| self.writer.write_all(message.as_str().as_bytes()))
             .map_err(|e| Error::io("cannot write to", self.name, e))?;
-        Ok(messages.len())
+        self.written += 1;
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        self.written = 0;
+        self.writer
+            .flush()
+            .map_err(|e| Error::io("cannot write to", self.name, e))
+    }
+
+    fn roll_back(&mut self) {
+        self.written = 0;
+        let _ = self.writer.flush();
     }
 }
 
@@ -265,6 +305,11 @@ mod tests {
         spool.fail_after = Some(2);
         assert!(spool.deliver(&three_messages()).is_err());
         assert!(elements(spool.path()).is_empty());
+        // A later delivery is unaffected, and commits what it wrote.
+        spool.fail_after = None;
+        assert_eq!(spool.deliver(&three_messages()).unwrap(), 3);
+        spool.roll_back();
+        assert_eq!(elements(spool.path()).len(), 3);
     }
 
     #[test]

@@ -319,7 +319,7 @@ mod tests {
         let got = annotations(body.as_bytes()).unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].uid, PodUid("u1".to_owned()));
-        let expected: BTreeMap<String, String> = [
+        let expected: crate::metrics::Annotations = [
             ("egi_eu_primary_group", "vo.example"),
             ("hub_jupyter_org_username", "alice"),
         ]

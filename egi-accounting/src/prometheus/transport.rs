@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use super::{Auth, PrometheusSource};
 
 /// Body chunks in flight between the network and the parser (each at most a few hundred KiB).
-const CHUNKS_IN_FLIGHT: usize = 4;
+const CHUNKS_IN_FLIGHT: usize = 2;
 
 /// How much of an error body is read to find its message.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
@@ -70,7 +70,9 @@ where
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
-                if tx.send(chunk).await.is_err() {
+                // A copy, so that hyper can reuse its read buffer at once instead of
+                // allocating another while the parser still holds a view of the old one.
+                if tx.send(chunk.to_vec()).await.is_err() {
                     // The parser stopped early (it found an error): stop reading.
                     break;
                 }

@@ -1,7 +1,7 @@
-use std::collections::BTreeMap;
-
 use super::*;
-use crate::metrics::{ByUid, PodAnnotations, PodUid, RunningSamples};
+use crate::metrics::{
+    Annotations, ByPod, ByUid, PodAnnotations, PodCreated, PodUid, RunningSamples,
+};
 
 const T0: i64 = 1_700_000_000;
 
@@ -34,7 +34,7 @@ fn add_pod(a: &mut Answers, name: &str, last_running: Option<i64>, group: Option
         last_running: last_running.map(|s| Timestamp::from_millis(s * 1000)),
         running_count: u64::from(last_running.is_some()),
     });
-    let mut annotations = BTreeMap::new();
+    let mut annotations = Annotations::new();
     annotations.insert("hub_jupyter_org_username".to_owned(), name.to_owned());
     if let Some(g) = group {
         annotations.insert("egi_eu_primary_group".to_owned(), g.to_owned());

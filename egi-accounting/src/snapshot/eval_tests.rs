@@ -1,7 +1,5 @@
 //! Semantics of every question over small hand-written histories.
 
-use std::collections::BTreeMap;
-
 use futures_util::FutureExt;
 
 use super::SnapshotSource;
@@ -119,7 +117,9 @@ fn annotations_strip_the_prefix() {
     // An empty label does not exist in Prometheus: no `x` annotation.
     assert_eq!(
         a[0].annotations,
-        BTreeMap::from([("hub_jupyter_org_username".to_owned(), "jürgen".to_owned())])
+        [("hub_jupyter_org_username".to_owned(), "jürgen".to_owned())]
+            .into_iter()
+            .collect()
     );
 }
 

@@ -1,0 +1,363 @@
+//! [`Joiner`]: folds answers, in any order, into one compact table, then yields records.
+//!
+//! Answers repeat the same strings (UIDs, pod names, namespaces) a dozen times; the joiner
+//! keeps each distinct string once and indexes everything by small integers, so that an
+//! accounting run can drop every answer as soon as it arrives. That is what keeps a run
+//! over 10,000 pods within a few megabytes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{CloudRecord, FqanKey, RecordConfig, SkipReason, Skipped, status};
+use crate::apel;
+use crate::metrics::{
+    Answer, ByPod, ByUid, PodAnnotations, PodCreated, PodKey, RunningSamples, Timestamp, Usage,
+};
+
+type Id = u32;
+
+/// Each distinct string once.
+#[derive(Debug, Default)]
+struct Interner {
+    ids: HashMap<Arc<str>, Id>,
+    names: Vec<Arc<str>>,
+}
+
+impl Interner {
+    fn id(&mut self, s: &str) -> Id {
+        if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        let id = Id::try_from(self.names.len()).unwrap_or(Id::MAX);
+        let name: Arc<str> = Arc::from(s);
+        self.names.push(Arc::clone(&name));
+        self.ids.insert(name, id);
+        id
+    }
+
+    fn name(&self, id: Id) -> &str {
+        self.names.get(id as usize).map_or("", |s| s)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PodEntry {
+    namespace: Id,
+    pod: Id,
+    created: f64,
+    conflicting: bool,
+}
+
+/// Annotations the records use: user name, primary group, flavor.
+const USER: usize = 0;
+const GROUP: usize = 1;
+const FLAVOR: usize = 2;
+const ANNOTATIONS: [&str; 3] = [
+    "hub_jupyter_org_username",
+    "egi_eu_primary_group",
+    "egi_eu_flavor",
+];
+
+/// One usage question, by (namespace, pod, cgroup UID) or by (namespace, pod) alone.
+#[derive(Debug, Default)]
+struct UsageTable {
+    by_uid: HashMap<(Id, Id, Id), f64>,
+    by_key: HashMap<(Id, Id), f64>,
+}
+
+impl UsageTable {
+    /// Usage rows without a UID are only attributed when no other pod of the window has
+    /// the same name: otherwise they could belong to either session, and counting them
+    /// twice would be worse than not at all.
+    fn get(&self, ns: Id, pod: Id, uid: Id, unique_name: bool) -> f64 {
+        let own = self.by_uid.get(&(ns, pod, uid)).copied().unwrap_or(0.0);
+        match self.by_key.get(&(ns, pod)) {
+            Some(v) if unique_name => own + v,
+            _ => own,
+        }
+    }
+
+    fn has_ambiguous(&self, ns: Id, pod: Id, unique_name: bool) -> bool {
+        !unique_name && self.by_key.contains_key(&(ns, pod))
+    }
+}
+
+const USAGE_SLOTS: [Usage; 5] = Usage::ALL;
+
+/// Answers folded into one table. Pure: no IO, deterministic output.
+#[derive(Debug, Default)]
+pub struct Joiner {
+    strings: Interner,
+    pods: HashMap<Id, PodEntry>,
+    running: HashMap<Id, Option<Timestamp>>,
+    annotations: HashMap<Id, [Option<Id>; 3]>,
+    images: HashMap<Id, Id>,
+    cpu_requests: HashMap<Id, f64>,
+    usage: [UsageTable; 5],
+}
+
+fn slot(u: Usage) -> usize {
+    USAGE_SLOTS.iter().position(|x| *x == u).unwrap_or(0)
+}
+
+impl Joiner {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Folds one answer in; answers may come in any order.
+    pub fn add(&mut self, answer: Answer) {
+        match answer {
+            Answer::Pods(rows) => rows.iter().for_each(|r| self.add_pod(r)),
+            Answer::Running(rows) => rows.iter().for_each(|r| self.add_running(r)),
+            Answer::Annotations(rows) => rows.iter().for_each(|r| self.add_annotations(r)),
+            Answer::Images(rows) => rows.iter().for_each(|r| self.add_image(r)),
+            Answer::CpuRequests(rows) => rows.iter().for_each(|r| self.add_cpu_request(r)),
+            Answer::Usage(u, rows) => rows.iter().for_each(|r| self.add_usage(u, r)),
+        }
+    }
+
+    /// Folds one `kube_pod_created` series. Several series of one UID must agree.
+    pub fn add_pod(&mut self, p: &PodCreated) {
+        let uid = self.strings.id(&p.uid.0);
+        let entry = PodEntry {
+            namespace: self.strings.id(&p.key.namespace),
+            pod: self.strings.id(&p.key.pod),
+            created: p.created,
+            conflicting: false,
+        };
+        self.pods
+            .entry(uid)
+            .and_modify(|old| {
+                let same = old.namespace == entry.namespace
+                    && old.pod == entry.pod
+                    && (old.created == entry.created
+                        || (old.created.is_nan() && entry.created.is_nan()));
+                old.conflicting |= !same;
+            })
+            .or_insert(entry);
+    }
+
+    /// Folds one pod's Running samples (the latest wins if a UID comes twice).
+    pub fn add_running(&mut self, r: &RunningSamples) {
+        let uid = self.strings.id(&r.uid.0);
+        let slot = self.running.entry(uid).or_insert(None);
+        *slot = (*slot).max(r.last_running);
+    }
+
+    /// Folds one pod's annotations (a later series of the same UID wins).
+    pub fn add_annotations(&mut self, a: &PodAnnotations) {
+        let uid = self.strings.id(&a.uid.0);
+        let mut values = [None; 3];
+        for (i, name) in ANNOTATIONS.iter().enumerate() {
+            values[i] = a
+                .annotations
+                .get(name)
+                .filter(|v| !v.is_empty())
+                .map(|v| self.strings.id(v));
+        }
+        self.annotations.insert(uid, values);
+    }
+
+    /// Folds one notebook image (of several, the greatest name wins: deterministic).
+    pub fn add_image(&mut self, i: &ByUid<String>) {
+        let uid = self.strings.id(&i.uid.0);
+        let image = self.strings.id(&i.value);
+        let strings = &self.strings;
+        self.images
+            .entry(uid)
+            .and_modify(|old| {
+                if strings.name(image) > strings.name(*old) {
+                    *old = image;
+                }
+            })
+            .or_insert(image);
+    }
+
+    /// Folds one pod's CPU request.
+    pub fn add_cpu_request(&mut self, c: &ByUid<f64>) {
+        let uid = self.strings.id(&c.uid.0);
+        *self.cpu_requests.entry(uid).or_insert(0.0) += c.value;
+    }
+
+    /// Folds one usage row.
+    pub fn add_usage(&mut self, u: Usage, row: &ByPod) {
+        let ns = self.strings.id(&row.key.namespace);
+        let pod = self.strings.id(&row.key.pod);
+        let table = &mut self.usage[slot(u)];
+        match &row.uid {
+            Some(uid) => {
+                let uid = self.strings.id(&uid.0);
+                *table.by_uid.entry((ns, pod, uid)).or_insert(0.0) += row.value;
+            }
+            None => *table.by_key.entry((ns, pod)).or_insert(0.0) += row.value,
+        }
+    }
+
+    /// How many pods were seen.
+    pub fn pod_count(&self) -> usize {
+        self.pods.len()
+    }
+
+    fn warn_orphans(&self) {
+        for (metric, uids) in [
+            (
+                "kube_pod_status_phase",
+                self.running.keys().collect::<Vec<_>>(),
+            ),
+            ("kube_pod_annotations", self.annotations.keys().collect()),
+        ] {
+            let orphans: Vec<&str> = uids
+                .into_iter()
+                .filter(|u| !self.pods.contains_key(u))
+                .map(|u| self.strings.name(*u))
+                .collect();
+            if let Some(first) = orphans.first() {
+                tracing::warn!(
+                    metric,
+                    count = orphans.len(),
+                    first_uid = first,
+                    "series whose uid has no kube_pod_created series are ignored"
+                );
+            }
+        }
+    }
+
+    /// The outcome per pod, ordered by UID: a valid record, or why there is none; and
+    /// whether its CPU or network counters were reset (lower bounds).
+    pub fn records<'a>(
+        &'a self,
+        config: &'a RecordConfig,
+        at: Timestamp,
+    ) -> impl Iterator<Item = (Result<CloudRecord, Skipped>, bool)> + 'a {
+        self.warn_orphans();
+        let mut uids: Vec<(&str, Id)> = self
+            .pods
+            .keys()
+            .map(|&id| (self.strings.name(id), id))
+            .collect();
+        uids.sort_unstable();
+        let mut per_name: HashMap<(Id, Id), usize> = HashMap::with_capacity(self.pods.len());
+        for p in self.pods.values() {
+            *per_name.entry((p.namespace, p.pod)).or_insert(0) += 1;
+        }
+        uids.into_iter().map(move |(uid_text, uid)| {
+            let unique =
+                per_name.get(&(self.pods[&uid].namespace, self.pods[&uid].pod)) == Some(&1);
+            self.record(uid_text, uid, unique, config, at)
+        })
+    }
+
+    fn record(
+        &self,
+        uid_text: &str,
+        uid: Id,
+        unique_name: bool,
+        config: &RecordConfig,
+        at: Timestamp,
+    ) -> (Result<CloudRecord, Skipped>, bool) {
+        let p = self.pods[&uid];
+        let (namespace, pod) = (self.strings.name(p.namespace), self.strings.name(p.pod));
+        let skip = |reason: SkipReason| {
+            Err(Skipped {
+                uid: uid_text.to_owned(),
+                key: PodKey {
+                    namespace: namespace.to_owned(),
+                    pod: pod.to_owned(),
+                },
+                reason,
+            })
+        };
+        if p.conflicting {
+            return (skip(SkipReason::ConflictingDuplicate), false);
+        }
+        let get = |u: Usage| self.usage[slot(u)].get(p.namespace, p.pod, uid, unique_name);
+        let usage_tables = &self.usage[..4];
+        if usage_tables
+            .iter()
+            .any(|t| t.has_ambiguous(p.namespace, p.pod, unique_name))
+        {
+            tracing::warn!(
+                uid = uid_text,
+                namespace,
+                pod,
+                "usage series without a pod UID in their cgroup path, and several pods of this \
+                 name in the window: that usage is not attributed"
+            );
+        }
+        let values = [
+            ("kube_pod_created", p.created),
+            ("container_cpu_usage_seconds_total", get(Usage::CpuSeconds)),
+            (
+                "container_memory_max_usage_bytes",
+                get(Usage::PeakMemoryBytes),
+            ),
+            (
+                "container_network_receive_bytes_total",
+                get(Usage::NetworkReceivedBytes),
+            ),
+            (
+                "container_network_transmit_bytes_total",
+                get(Usage::NetworkTransmittedBytes),
+            ),
+            (
+                "kube_pod_container_resource_requests",
+                self.cpu_requests.get(&uid).copied().unwrap_or(0.0),
+            ),
+        ];
+        if let Some((metric, _)) = values.iter().find(|(_, v)| !v.is_finite()) {
+            return (skip(SkipReason::NonFinite { metric }), false);
+        }
+        let [created, cpu, mem, net_in, net_out, cores] = values.map(|(_, v)| v);
+        let cpu_count = if cores > 0.0 {
+            cores
+        } else if let Some(default) = config.default_cpu_count {
+            default
+        } else {
+            return (skip(SkipReason::NoCpuCount), false);
+        };
+        let lower_bound = get(Usage::CounterResets) > 0.0;
+        let start = created.trunc() as i64;
+        let life = status::lifecycle(start, self.running.get(&uid).copied().flatten(), at);
+        let labels = self.annotations.get(&uid).copied().unwrap_or_default();
+        let annotation = |i: usize| labels[i].map(|id| self.strings.name(id));
+        let image = self.images.get(&uid).map(|&id| self.strings.name(id));
+        let fqan_value = match config.fqan_key {
+            FqanKey::PrimaryGroup => annotation(GROUP),
+            FqanKey::GlobalUserName => annotation(USER),
+            FqanKey::Flavor => annotation(FLAVOR),
+            FqanKey::Namespace => Some(namespace),
+            FqanKey::Machine => Some(pod),
+            FqanKey::ImageId => image,
+        };
+        let record = CloudRecord {
+            record_create_time: at.as_secs(),
+            vm_uuid: apel::ascii_field(uid_text),
+            site_name: config.site.clone(),
+            cloud_compute_service: config.cloud_compute_service.clone(),
+            machine_name: apel::ascii_field(pod),
+            local_group_id: Some(apel::ascii_field(namespace)),
+            global_user_name: annotation(USER).map(apel::ascii_field),
+            fqan: fqan_value
+                .and_then(|v| config.vo_map.resolve(v))
+                .map(|v| apel::ascii_field(&v)),
+            status: life.status,
+            start_time: start,
+            end_time: life.end,
+            wall_duration: life.wall,
+            cpu_duration: cpu.round() as i64,
+            cpu_count_milli: (cpu_count * 1000.0).round() as i64,
+            network_inbound: config.units.volume(net_in) as i64,
+            network_outbound: config.units.volume(net_out) as i64,
+            memory: config.units.memory(mem) as i64,
+            disk: 0,
+            image_id: image.map(apel::ascii_field),
+            cloud_type: config.cloud_type.clone(),
+        };
+        match apel::validate(&record) {
+            Ok(()) => (Ok(record), lower_bound),
+            Err(why) => (skip(SkipReason::Invalid(why)), false),
+        }
+    }
+}
