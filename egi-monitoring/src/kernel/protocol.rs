@@ -223,12 +223,13 @@ mod tests {
     use super::*;
 
     fn msg(parent: &str, msg_type: &str, content: Value) -> Value {
-        json!({
+        let mut message = json!({
             "header": {"msg_type": msg_type, "msg_id": new_id()},
             "parent_header": {"msg_id": parent},
-            "content": content,
             "channel": if msg_type == "execute_reply" { "shell" } else { "iopub" },
-        })
+        });
+        message["content"] = content;
+        message
     }
 
     #[test]

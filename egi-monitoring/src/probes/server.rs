@@ -55,13 +55,38 @@ pub(super) async fn bring_up(
     }
     let spawn_started = tokio::time::Instant::now();
     up.start_requested = true;
-    let state = timeline
+    let state = match timeline
         .phase(
             "start",
             t.request.min(t.spawn),
             client.start_server(user, server),
         )
-        .await?;
+        .await
+    {
+        Ok(state) => state,
+        // JupyterHub answers 500 when the spawn fails within its slow_spawn_timeout, with a
+        // generic message; the progress stream of the failed spawn has the reason.
+        Err(Error::Http {
+            what,
+            status,
+            message,
+        }) if status >= 500 => {
+            let reason = timeline
+                .phase("reason", t.request, failure_reason(client, user, server))
+                .await;
+            return Err(match reason {
+                Ok(Some(reason)) => Error::SpawnFailed(format!(
+                    "{reason} (the start request answered HTTP {status}: {message})"
+                )),
+                _ => Error::Http {
+                    what,
+                    status,
+                    message,
+                },
+            });
+        }
+        Err(e) => return Err(e),
+    };
     let remaining = t.spawn.saturating_sub(spawn_started.elapsed());
     let path = timeline
         .phase("ready", remaining, wait_ready(client, user, server, state))
@@ -88,9 +113,9 @@ async fn wait_ready(
     while let Some(event) = events.next_event().await? {
         tracing::debug!(progress = ?event.progress, message = event.message(), "spawn progress");
         if event.failed {
-            let reason = event.message();
-            let reason = reason.strip_prefix("Spawn failed: ").unwrap_or(reason);
-            return Err(Error::SpawnFailed(reason.to_owned()));
+            return Err(Error::SpawnFailed(
+                failed_reason(event.message()).to_owned(),
+            ));
         }
         if event.ready {
             return match event.url {
@@ -103,6 +128,21 @@ async fn wait_ready(
         last = event.message().to_owned();
     }
     Err(Error::ProgressEnded(last))
+}
+
+/// The reason of a spawn that already failed, from the first event of its progress stream.
+async fn failure_reason(client: &HubClient, user: &str, server: &str) -> Result<Option<String>> {
+    let mut events = client.progress(user, server).await?;
+    Ok(events
+        .next_event()
+        .await?
+        .filter(|e| e.failed)
+        .map(|e| failed_reason(e.message()).to_owned()))
+}
+
+/// The hub's failure message without its "Spawn failed: " prefix.
+fn failed_reason(message: &str) -> &str {
+    message.strip_prefix("Spawn failed: ").unwrap_or(message)
 }
 
 async fn ready_url(client: &HubClient, user: &str, server: &str) -> Result<Option<String>> {
