@@ -220,6 +220,13 @@ impl JupyterHub {
     pub fn stop(&mut self) {
         terminate(&mut self.child, self.dir.path());
     }
+
+    /// Kills the hub process alone (SIGKILL, as a crash would), leaving the proxy up: the
+    /// proxy then answers 503 for the hub's routes. The proxy is stopped on drop.
+    pub fn crash(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for JupyterHub {
@@ -333,24 +340,28 @@ fn wait_ready(child: &mut Child, port: u16, log: &Path) -> Result<bool> {
 }
 
 /// SIGTERM by PID (through the shell's builtin `kill`: no unsafe), then SIGKILL after
-/// [`STOP_GRACE`]; after a SIGKILL the proxy is stopped by the PID in its pid file.
+/// [`STOP_GRACE`]. A hub that did not stop cleanly (killed, crashed) leaves the proxy
+/// running: it is then stopped by the PID in its pid file.
 fn terminate(child: &mut Child, dir: &Path) {
     if let Ok(None) = child.try_wait() {
         signal("TERM", &child.id().to_string());
         let deadline = Instant::now() + STOP_GRACE;
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
+            if let Ok(Some(status)) = child.try_wait() {
+                if status.success() {
+                    return;
+                }
+                break;
             }
             std::thread::sleep(POLL);
         }
         let _ = child.kill();
-        let _ = child.wait();
-        if let Ok(pid) = fs::read_to_string(dir.join("proxy.pid")) {
-            signal("TERM", pid.trim());
-        }
     }
     let _ = child.wait();
+    // The hub removes the pid file when it stops the proxy itself.
+    if let Ok(pid) = fs::read_to_string(dir.join("proxy.pid")) {
+        signal("TERM", pid.trim());
+    }
 }
 
 fn signal(name: &str, pid: &str) {
