@@ -11,6 +11,7 @@ mod checkin_refresh;
 mod checkin_support;
 mod helpers;
 mod monitoring;
+mod monitoring_examples;
 mod monitoring_faults;
 mod prometheus_peer;
 mod sample_data;
