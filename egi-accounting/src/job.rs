@@ -1,21 +1,23 @@
 //! One accounting run: ask, join, render, deliver. [`run`] only moves data between the pure
-//! steps: answers are folded into a [`Joiner`] as they arrive and dropped, records are
+//! steps: answers are folded into a [`Joiner`] batch by batch while they stream in, records are
 //! rendered into messages one at a time and each message is handed to the sink as soon as
 //! it is full. So a run over 10,000 pods needs a few megabytes, not a copy of every answer,
 //! record and message at once.
+
+use std::sync::{Mutex, PoisonError};
 
 use futures_util::StreamExt;
 
 use crate::apel::{Limits, MessageBuilder};
 use crate::error::Result;
-use crate::metrics::{self, MetricsSource, Window};
+use crate::metrics::{Answer, MetricsSource, Window};
 use crate::query::Question;
 use crate::record::{self, Joiner, RecordConfig};
 use crate::spool::Sink;
 
 /// Questions asked at the same time. Prometheus evaluates them on its own cores; more in
 /// flight would mostly add answers waiting in memory (measured in benches/README.md).
-pub const QUESTIONS_IN_FLIGHT: usize = 3;
+pub const QUESTIONS_IN_FLIGHT: usize = 2;
 
 /// What a run did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -43,14 +45,24 @@ pub async fn run(
     limits: Limits,
     sink: &mut dyn Sink,
 ) -> Result<Report> {
-    let mut joiner = Joiner::new();
-    let mut answers = futures_util::stream::iter(Question::ALL)
-        .map(|q| metrics::ask(source, window, q))
+    let joiner = Mutex::new(Joiner::new());
+    let fold = |batch: Answer| {
+        joiner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .add(batch);
+    };
+    let mut asked = futures_util::stream::iter(Question::ALL)
+        .map(|q| async move {
+            let mut sink = fold;
+            source.stream(window, q, &mut sink).await
+        })
         .buffer_unordered(QUESTIONS_IN_FLIGHT);
-    while let Some(answer) = answers.next().await {
-        joiner.add(answer?);
+    while let Some(outcome) = asked.next().await {
+        outcome?;
     }
-    drop(answers);
+    drop(asked);
+    let joiner = joiner.into_inner().unwrap_or_else(PoisonError::into_inner);
 
     let mut report = Report {
         pods: joiner.pod_count(),

@@ -421,6 +421,33 @@ pub trait MetricsSource: Send + Sync {
 
     /// One container usage question.
     fn usage<'a>(&'a self, window: &'a Window, usage: Usage) -> BoxFuture<'a, Result<Vec<ByPod>>>;
+
+    /// Hands the answer to `question` to `sink` in batches (each a partial [`Answer`]) as it
+    /// is read, so that a caller folding rows in never holds a whole answer. Batches come in
+    /// no particular order and Running series are not merged per uid; a retried request may
+    /// hand over rows again, so the sink must fold idempotently (as
+    /// [`crate::record::Joiner`] does). The default asks the question whole and hands it
+    /// over as one batch.
+    fn stream<'a>(
+        &'a self,
+        window: &'a Window,
+        question: crate::query::Question,
+        sink: &'a mut (dyn FnMut(Answer) + Send),
+    ) -> BoxFuture<'a, Result<()>> {
+        use crate::query::Question;
+        Box::pin(async move {
+            let answer = match question {
+                Question::Pods => Answer::Pods(self.pods(window).await?),
+                Question::Running => Answer::Running(self.running(window).await?),
+                Question::Annotations => Answer::Annotations(self.annotations(window).await?),
+                Question::Images => Answer::Images(self.images(window).await?),
+                Question::CpuRequests => Answer::CpuRequests(self.cpu_requests(window).await?),
+                Question::Usage(u) => Answer::Usage(u, self.usage(window, u).await?),
+            };
+            sink(answer);
+            Ok(())
+        })
+    }
 }
 
 /// Every answer for one window: the input of [`crate::record::build_records`].

@@ -9,7 +9,7 @@ use std::io::Read;
 
 use crate::error::Result;
 use crate::metrics::{
-    ByPod, ByUid, PodAnnotations, PodCreated, PodKey, PodUid, RunningSamples, Usage,
+    Answer, ByPod, ByUid, PodAnnotations, PodCreated, PodKey, PodUid, RunningSamples, Usage,
 };
 use crate::query::Question;
 
@@ -77,31 +77,95 @@ fn metric_of(question: Question) -> String {
     }
 }
 
-/// Parses a vector response keeping `wanted` labels, requiring `names`, and maps each
-/// series that has them with `make`.
-fn vector_answer<T, const N: usize>(
+/// Parses a vector response keeping `wanted` labels, requiring `names`, maps each series
+/// that has them with `make` and hands the row to `out` as soon as it is parsed.
+fn vector_rows<T, const N: usize>(
     reader: impl Read,
     question: Question,
     names: [&'static str; N],
     wanted: &dyn Fn(&str) -> bool,
     mut make: impl FnMut([String; N], Labels, f64) -> T,
-) -> Result<Vec<T>> {
+    out: &mut dyn FnMut(T),
+) -> Result<()> {
     let mut skipped = Skipped::new(question);
-    let mut out = Vec::new();
     parse_vector(reader, wanted, &mut |mut labels, value| {
         if let Some(values) = skipped.require(&mut labels, names) {
-            out.push(make(values, labels, value));
+            out(make(values, labels, value));
         }
     })?;
     skipped.report();
-    Ok(out)
+    Ok(())
+}
+
+/// Rows handed to a caller per batch, so that nothing holds a whole answer.
+const BATCH: usize = 256;
+
+/// Parses the answer to `question` and hands its rows to `emit` as they are parsed, in
+/// batches of at most [`BATCH`] rows, each wrapped as a partial [`Answer`]: unsorted, and
+/// Running series not merged per uid (the [`crate::record::Joiner`] merges them).
+pub(crate) fn stream(
+    reader: impl Read,
+    question: Question,
+    emit: &mut dyn FnMut(Answer),
+) -> Result<()> {
+    fn batched<T>(
+        rows: impl FnOnce(&mut dyn FnMut(T)) -> Result<()>,
+        wrap: impl Fn(Vec<T>) -> Answer,
+        emit: &mut dyn FnMut(Answer),
+    ) -> Result<()> {
+        let mut batch = Vec::with_capacity(BATCH);
+        rows(&mut |t| {
+            batch.push(t);
+            if batch.len() == BATCH {
+                emit(wrap(std::mem::replace(
+                    &mut batch,
+                    Vec::with_capacity(BATCH),
+                )));
+            }
+        })?;
+        if !batch.is_empty() {
+            emit(wrap(batch));
+        }
+        Ok(())
+    }
+    match question {
+        Question::Pods => batched(|out| pods_rows(reader, out), Answer::Pods, emit),
+        Question::Running => batched(|out| running_rows(reader, out), Answer::Running, emit),
+        Question::Annotations => batched(
+            |out| annotations_rows(reader, out),
+            Answer::Annotations,
+            emit,
+        ),
+        Question::Images => batched(|out| images_rows(reader, out), Answer::Images, emit),
+        Question::CpuRequests => batched(
+            |out| cpu_requests_rows(reader, out),
+            Answer::CpuRequests,
+            emit,
+        ),
+        Question::Usage(u) => batched(
+            |out| usage_rows(reader, u, out),
+            move |rows| Answer::Usage(u, rows),
+            emit,
+        ),
+    }
 }
 
 /// `last_over_time(kube_pod_created{F}[R])`: one entry per series with uid, namespace and
 /// pod; `created` is the value. Sorted by uid, then namespace and pod, then value.
 pub(crate) fn pods(reader: impl Read) -> Result<Vec<PodCreated>> {
+    let mut out = Vec::new();
+    pods_rows(reader, &mut |r| out.push(r))?;
+    out.sort_by(|a, b| {
+        (&a.uid, &a.key)
+            .cmp(&(&b.uid, &b.key))
+            .then(a.created.total_cmp(&b.created))
+    });
+    Ok(out)
+}
+
+fn pods_rows(reader: impl Read, out: &mut dyn FnMut(PodCreated)) -> Result<()> {
     let names = ["uid", "namespace", "pod"];
-    let mut out = vector_answer(
+    vector_rows(
         reader,
         Question::Pods,
         names,
@@ -111,42 +175,56 @@ pub(crate) fn pods(reader: impl Read) -> Result<Vec<PodCreated>> {
             key: PodKey { namespace, pod },
             created,
         },
-    )?;
-    out.sort_by(|a, b| {
-        (&a.uid, &a.key)
-            .cmp(&(&b.uid, &b.key))
-            .then(a.created.total_cmp(&b.created))
-    });
-    Ok(out)
+        out,
+    )
 }
 
 /// `kube_pod_status_phase{F,phase='Running'}[R]`: series merged per uid (latest running
 /// time = max, count = sum). Sorted by uid.
 pub(crate) fn running(reader: impl Read) -> Result<Vec<RunningSamples>> {
-    let mut skipped = Skipped::new(Question::Running);
-    let mut merged: BTreeMap<String, RangeSummary> = BTreeMap::new();
-    parse_matrix(reader, &|n| n == "uid", &mut |mut labels, summary| {
-        if let Some([uid]) = skipped.require(&mut labels, ["uid"]) {
-            let entry = merged.entry(uid).or_default();
-            entry.last_one = entry.last_one.max(summary.last_one);
-            entry.ones = entry.ones.saturating_add(summary.ones);
-        }
+    let mut merged: BTreeMap<PodUid, RangeSummary> = BTreeMap::new();
+    running_rows(reader, &mut |r| {
+        let entry = merged.entry(r.uid).or_default();
+        entry.last_one = entry.last_one.max(r.last_running);
+        entry.ones = entry.ones.saturating_add(r.running_count);
     })?;
-    skipped.report();
     Ok(merged
         .into_iter()
         .map(|(uid, s)| RunningSamples {
-            uid: PodUid(uid),
+            uid,
             last_running: s.last_one,
             running_count: s.ones,
         })
         .collect())
 }
 
+/// One row per series (not merged per uid).
+fn running_rows(reader: impl Read, out: &mut dyn FnMut(RunningSamples)) -> Result<()> {
+    let mut skipped = Skipped::new(Question::Running);
+    parse_matrix(reader, &|n| n == "uid", &mut |mut labels, summary| {
+        if let Some([uid]) = skipped.require(&mut labels, ["uid"]) {
+            out(RunningSamples {
+                uid: PodUid(uid),
+                last_running: summary.last_one,
+                running_count: summary.ones,
+            });
+        }
+    })?;
+    skipped.report();
+    Ok(())
+}
+
 /// `last_over_time(kube_pod_annotations{F}[R])`: one entry per series with a uid, holding
 /// its `annotation_*` labels with the prefix stripped. Sorted by uid, then annotations.
 pub(crate) fn annotations(reader: impl Read) -> Result<Vec<PodAnnotations>> {
-    let mut out = vector_answer(
+    let mut out = Vec::new();
+    annotations_rows(reader, &mut |r| out.push(r))?;
+    out.sort_by(|a, b| (&a.uid, &a.annotations).cmp(&(&b.uid, &b.annotations)));
+    Ok(out)
+}
+
+fn annotations_rows(reader: impl Read, out: &mut dyn FnMut(PodAnnotations)) -> Result<()> {
+    vector_rows(
         reader,
         Question::Annotations,
         ["uid"],
@@ -161,16 +239,22 @@ pub(crate) fn annotations(reader: impl Read) -> Result<Vec<PodAnnotations>> {
                 })
                 .collect(),
         },
-    )?;
-    out.sort_by(|a, b| (&a.uid, &a.annotations).cmp(&(&b.uid, &b.annotations)));
-    Ok(out)
+        out,
+    )
 }
 
 /// `last_over_time(kube_pod_container_info{F,container='notebook'}[R])`: the `image` label
 /// per uid, one entry per series. Sorted by uid, then image.
 pub(crate) fn images(reader: impl Read) -> Result<Vec<ByUid<String>>> {
+    let mut out = Vec::new();
+    images_rows(reader, &mut |r| out.push(r))?;
+    out.sort_by(|a, b| (&a.uid, &a.value).cmp(&(&b.uid, &b.value)));
+    Ok(out)
+}
+
+fn images_rows(reader: impl Read, out: &mut dyn FnMut(ByUid<String>)) -> Result<()> {
     let names = ["uid", "image"];
-    let mut out = vector_answer(
+    vector_rows(
         reader,
         Question::Images,
         names,
@@ -179,14 +263,20 @@ pub(crate) fn images(reader: impl Read) -> Result<Vec<ByUid<String>>> {
             uid: PodUid(uid),
             value: image,
         },
-    )?;
-    out.sort_by(|a, b| (&a.uid, &a.value).cmp(&(&b.uid, &b.value)));
-    Ok(out)
+        out,
+    )
 }
 
 /// `sum by (uid) (...)` of CPU requests: the value per uid. Sorted by uid, then value.
 pub(crate) fn cpu_requests(reader: impl Read) -> Result<Vec<ByUid<f64>>> {
-    let mut out = vector_answer(
+    let mut out = Vec::new();
+    cpu_requests_rows(reader, &mut |r| out.push(r))?;
+    out.sort_by(|a, b| a.uid.cmp(&b.uid).then(a.value.total_cmp(&b.value)));
+    Ok(out)
+}
+
+fn cpu_requests_rows(reader: impl Read, out: &mut dyn FnMut(ByUid<f64>)) -> Result<()> {
+    vector_rows(
         reader,
         Question::CpuRequests,
         ["uid"],
@@ -195,17 +285,27 @@ pub(crate) fn cpu_requests(reader: impl Read) -> Result<Vec<ByUid<f64>>> {
             uid: PodUid(uid),
             value,
         },
-    )?;
-    out.sort_by(|a, b| a.uid.cmp(&b.uid).then(a.value.total_cmp(&b.value)));
-    Ok(out)
+        out,
+    )
 }
 
 /// `sum by (namespace, pod, uid) (...)` of a usage question: the value per namespace, pod
 /// and cgroup pod UID (normalised by [`PodUid::from_cgroup`]). Sorted by namespace and pod,
 /// then uid, then value.
 pub(crate) fn usage(reader: impl Read, usage: Usage) -> Result<Vec<ByPod>> {
+    let mut out = Vec::new();
+    usage_rows(reader, usage, &mut |r| out.push(r))?;
+    out.sort_by(|a, b| {
+        (&a.key, &a.uid)
+            .cmp(&(&b.key, &b.uid))
+            .then(a.value.total_cmp(&b.value))
+    });
+    Ok(out)
+}
+
+fn usage_rows(reader: impl Read, usage: Usage, out: &mut dyn FnMut(ByPod)) -> Result<()> {
     let names = ["namespace", "pod"];
-    let mut out = vector_answer(
+    vector_rows(
         reader,
         Question::Usage(usage),
         names,
@@ -215,13 +315,8 @@ pub(crate) fn usage(reader: impl Read, usage: Usage) -> Result<Vec<ByPod>> {
             uid: labels.take("uid").map(|u| PodUid::from_cgroup(&u)),
             value,
         },
-    )?;
-    out.sort_by(|a, b| {
-        (&a.key, &a.uid)
-            .cmp(&(&b.key, &b.uid))
-            .then(a.value.total_cmp(&b.value))
-    });
-    Ok(out)
+        out,
+    )
 }
 
 #[cfg(test)]

@@ -40,8 +40,8 @@ use url::Url;
 
 use crate::error::{Error, Result};
 use crate::metrics::{
-    BoxFuture, ByPod, ByUid, MetricsSource, PodAnnotations, PodCreated, RunningSamples, Usage,
-    Window,
+    Answer, BoxFuture, ByPod, ByUid, MetricsSource, PodAnnotations, PodCreated, RunningSamples,
+    Usage, Window,
 };
 use crate::query::{Question, promql};
 
@@ -305,5 +305,32 @@ impl MetricsSource for PrometheusSource {
         Box::pin(self.ask(Question::Usage(usage), window, move |r| {
             answers::usage(r, usage)
         }))
+    }
+
+    /// Rows travel from the parser's thread to `sink` in batches through a small channel,
+    /// while the body is still streaming in.
+    fn stream<'a>(
+        &'a self,
+        window: &'a Window,
+        question: Question,
+        sink: &'a mut (dyn FnMut(Answer) + Send),
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Answer>(2);
+            let parse = move |r: &mut dyn Read| {
+                answers::stream(r, question, &mut |batch| {
+                    // The receiver only goes away when the caller gave up on this answer.
+                    let _ = tx.blocking_send(batch);
+                })
+            };
+            let asking = self.ask(question, window, parse);
+            let receiving = async {
+                while let Some(batch) = rx.recv().await {
+                    sink(batch);
+                }
+            };
+            let (asked, ()) = futures_util::future::join(asking, receiving).await;
+            asked
+        })
     }
 }

@@ -58,27 +58,34 @@ const ANNOTATIONS: [&str; 3] = [
     "egi_eu_flavor",
 ];
 
-/// One usage question, by (namespace, pod, cgroup UID) or by (namespace, pod) alone.
+/// Every usage question at once (one slot per [`Usage`]), by (namespace, pod, cgroup UID)
+/// or by (namespace, pod) alone: one table rather than five keeps memory down.
 #[derive(Debug, Default)]
 struct UsageTable {
-    by_uid: HashMap<(Id, Id, Id), f64>,
-    by_key: HashMap<(Id, Id), f64>,
+    by_uid: HashMap<(Id, Id, Id), [f64; 5]>,
+    by_key: HashMap<(Id, Id), [f64; 5]>,
 }
 
 impl UsageTable {
     /// Usage rows without a UID are only attributed when no other pod of the window has
     /// the same name: otherwise they could belong to either session, and counting them
     /// twice would be worse than not at all.
-    fn get(&self, ns: Id, pod: Id, uid: Id, unique_name: bool) -> f64 {
-        let own = self.by_uid.get(&(ns, pod, uid)).copied().unwrap_or(0.0);
+    fn get(&self, slot: usize, ns: Id, pod: Id, uid: Id, unique_name: bool) -> f64 {
+        let own = self.by_uid.get(&(ns, pod, uid)).map_or(0.0, |v| v[slot]);
         match self.by_key.get(&(ns, pod)) {
-            Some(v) if unique_name => own + v,
+            Some(v) if unique_name => own + v[slot],
             _ => own,
         }
     }
 
+    /// Whether rows without a UID exist for a name shared by several pods (CPU, memory or
+    /// network: the slots before the counter resets).
     fn has_ambiguous(&self, ns: Id, pod: Id, unique_name: bool) -> bool {
-        !unique_name && self.by_key.contains_key(&(ns, pod))
+        !unique_name
+            && self
+                .by_key
+                .get(&(ns, pod))
+                .is_some_and(|v| v[..4].iter().any(|x| *x != 0.0))
     }
 }
 
@@ -93,7 +100,7 @@ pub struct Joiner {
     annotations: HashMap<Id, [Option<Id>; 3]>,
     images: HashMap<Id, Id>,
     cpu_requests: HashMap<Id, f64>,
-    usage: [UsageTable; 5],
+    usage: UsageTable,
 }
 
 fn slot(u: Usage) -> usize {
@@ -106,7 +113,9 @@ impl Joiner {
         Self::default()
     }
 
-    /// Folds one answer in; answers may come in any order.
+    /// Folds one answer (or one batch of it) in. Answers and batches may come in any order,
+    /// and folding a row twice changes nothing (a retried request may repeat rows): every
+    /// question has one row per key, so a repeated key replaces the earlier value.
     pub fn add(&mut self, answer: Answer) {
         match answer {
             Answer::Pods(rows) => rows.iter().for_each(|r| self.add_pod(r)),
@@ -146,7 +155,8 @@ impl Joiner {
         *slot = (*slot).max(r.last_running);
     }
 
-    /// Folds one pod's annotations (a later series of the same UID wins).
+    /// Folds one pod's annotations. Of several series of one UID (annotations changed in
+    /// the window) the one whose values sort last wins, whatever the order they come in.
     pub fn add_annotations(&mut self, a: &PodAnnotations) {
         let uid = self.strings.id(&a.uid.0);
         let mut values = [None; 3];
@@ -157,7 +167,15 @@ impl Joiner {
                 .filter(|v| !v.is_empty())
                 .map(|v| self.strings.id(v));
         }
-        self.annotations.insert(uid, values);
+        let strings = &self.strings;
+        let text = |v: &[Option<Id>; 3]| v.map(|id| id.map(|id| strings.name(id)));
+        match self.annotations.get_mut(&uid) {
+            Some(old) if text(old) >= text(&values) => {}
+            Some(old) => *old = values,
+            None => {
+                self.annotations.insert(uid, values);
+            }
+        }
     }
 
     /// Folds one notebook image (of several, the greatest name wins: deterministic).
@@ -175,23 +193,23 @@ impl Joiner {
             .or_insert(image);
     }
 
-    /// Folds one pod's CPU request.
+    /// Folds one pod's CPU request (one row per UID: `sum by (uid)`).
     pub fn add_cpu_request(&mut self, c: &ByUid<f64>) {
         let uid = self.strings.id(&c.uid.0);
-        *self.cpu_requests.entry(uid).or_insert(0.0) += c.value;
+        self.cpu_requests.insert(uid, c.value);
     }
 
-    /// Folds one usage row.
+    /// Folds one usage row (one row per namespace, pod and cgroup UID: `sum by`).
     pub fn add_usage(&mut self, u: Usage, row: &ByPod) {
         let ns = self.strings.id(&row.key.namespace);
         let pod = self.strings.id(&row.key.pod);
-        let table = &mut self.usage[slot(u)];
+        let i = slot(u);
         match &row.uid {
             Some(uid) => {
                 let uid = self.strings.id(&uid.0);
-                *table.by_uid.entry((ns, pod, uid)).or_insert(0.0) += row.value;
+                self.usage.by_uid.entry((ns, pod, uid)).or_insert([0.0; 5])[i] = row.value;
             }
-            None => *table.by_key.entry((ns, pod)).or_insert(0.0) += row.value,
+            None => self.usage.by_key.entry((ns, pod)).or_insert([0.0; 5])[i] = row.value,
         }
     }
 
@@ -272,12 +290,11 @@ impl Joiner {
         if p.conflicting {
             return (skip(SkipReason::ConflictingDuplicate), false);
         }
-        let get = |u: Usage| self.usage[slot(u)].get(p.namespace, p.pod, uid, unique_name);
-        let usage_tables = &self.usage[..4];
-        if usage_tables
-            .iter()
-            .any(|t| t.has_ambiguous(p.namespace, p.pod, unique_name))
-        {
+        let get = |u: Usage| {
+            self.usage
+                .get(slot(u), p.namespace, p.pod, uid, unique_name)
+        };
+        if self.usage.has_ambiguous(p.namespace, p.pod, unique_name) {
             tracing::warn!(
                 uid = uid_text,
                 namespace,

@@ -289,3 +289,49 @@ fn consecutive_sessions_of_one_name_keep_their_own_usage() {
     let built = build_records(&a, &RecordConfig::default(), at(T0 + 1000));
     assert_eq!(built.records[0].cpu_duration, 1010);
 }
+
+#[test]
+fn folding_rows_twice_or_in_any_order_changes_nothing() {
+    use crate::metrics::Answer;
+    let mut a = Answers::default();
+    add_pod(&mut a, "x", Some(T0 + 50), Some("g1"));
+    add_pod(&mut a, "y", None, None);
+    // A second annotations series of x (annotation changed in the window).
+    let mut changed = a.annotations[0].clone();
+    changed
+        .annotations
+        .insert("egi_eu_primary_group".into(), "g0".into());
+    a.annotations.push(changed);
+    let once = build_records(&a, &RecordConfig::default(), at(T0 + 1000));
+
+    let answers = |a: &Answers| {
+        vec![
+            Answer::Usage(Usage::CpuSeconds, a.cpu_seconds.clone()),
+            Answer::Annotations(a.annotations.iter().rev().cloned().collect()),
+            Answer::Pods(a.pods.clone()),
+            Answer::Running(a.running.clone()),
+            Answer::Images(a.images.clone()),
+            Answer::CpuRequests(a.cpu_requests.clone()),
+            Answer::Usage(Usage::PeakMemoryBytes, a.peak_memory.clone()),
+            Answer::Usage(Usage::NetworkReceivedBytes, a.network_received.clone()),
+            Answer::Usage(
+                Usage::NetworkTransmittedBytes,
+                a.network_transmitted.clone(),
+            ),
+        ]
+    };
+    let mut joiner = Joiner::new();
+    for answer in answers(&a).into_iter().chain(answers(&a)) {
+        joiner.add(answer);
+    }
+    let twice: Vec<_> = joiner
+        .records(&RecordConfig::default(), at(T0 + 1000))
+        .map(|(r, _)| r.unwrap())
+        .collect();
+    assert_eq!(twice, once.records);
+    assert_eq!(
+        twice[0].fqan.as_deref(),
+        Some("g1"),
+        "the greater annotations win"
+    );
+}

@@ -356,3 +356,45 @@ async fn every_question_goes_over_http() {
     expected.extend(Usage::ALL.map(|u| promql(Question::Usage(u), &w)));
     assert_eq!(queries, expected);
 }
+
+#[tokio::test]
+async fn stream_hands_over_every_row_in_batches_and_folds_like_the_whole_answer() {
+    const SERIES: usize = 700;
+    let mut result = Vec::new();
+    for s in 0..SERIES {
+        result.push(format!(
+            r#"{{"metric":{{"namespace":"hub","pod":"jupyter-{s}","uid":"uid-{s:04}"}},"value":[1700000000,"{s}"]}}"#
+        ));
+    }
+    let body = format!(
+        r#"{{"status":"success","data":{{"resultType":"vector","result":[{}]}}}}"#,
+        result.join(",")
+    );
+    let server = Server::start(vec![json("200 OK", &body), json("200 OK", &body)]).await;
+    let src = source(config(server.url("")));
+    let w = window();
+    let mut batches = Vec::new();
+    let mut sink = |a: Answer| batches.push(a);
+    src.stream(&w, Question::Pods, &mut sink).await.unwrap();
+    let sizes: Vec<usize> = batches
+        .iter()
+        .map(|b| match b {
+            Answer::Pods(rows) => rows.len(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(sizes.iter().sum::<usize>(), SERIES);
+    assert!(
+        sizes.len() > 1 && sizes.iter().all(|&n| n <= 256),
+        "{sizes:?}"
+    );
+    let mut streamed: Vec<PodCreated> = batches
+        .into_iter()
+        .flat_map(|b| match b {
+            Answer::Pods(rows) => rows,
+            _ => Vec::new(),
+        })
+        .collect();
+    streamed.sort_by(|a, b| a.uid.cmp(&b.uid));
+    assert_eq!(streamed, src.pods(&w).await.unwrap());
+}
