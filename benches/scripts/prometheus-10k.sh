@@ -131,7 +131,21 @@ EOF
 done
 rm -f "$data_dir/answer.json"
 
-sequential=() parallel=()
+# ---------------------------------------------------------------- floor and binary, interleaved
+# Each round runs the sequential floor, the parallel floor and the binary back to back, so
+# that load from anything else on the machine hits all three alike.
+accounting=$root/target/release/accounting
+if [[ ! -x $accounting ]]; then
+    echo "== $accounting not built: measuring the floor only (cargo build --release -p egi-examples --bin accounting)"
+fi
+if [[ ! -x /usr/bin/time ]]; then
+    echo "== installing GNU time"
+    apt-get install -y -qq --no-install-recommends time >/dev/null
+fi
+ini=$data_dir/accounting.ini
+printf '[prometheus]\nurl = %s\nrange = %s\n' "$url" "$range" >"$ini"
+args=(--config "$ini" --dry-run --at "$end")
+sequential=() parallel=() walls=() rss=()
 for _ in $(seq 1 "$runs"); do
     t0=$(now)
     for q in "${queries[@]}"; do query "$q"; done
@@ -144,45 +158,25 @@ for _ in $(seq 1 "$runs"); do
     done
     wait "${pids[@]}"
     parallel+=("$(elapsed "$t0" "$(now)")")
-done
-echo "curl floor, sequential: median $(median "${sequential[@]}") s (runs: ${sequential[*]})"
-echo "curl floor, parallel:   median $(median "${parallel[@]}") s (runs: ${parallel[*]})"
-
-# ---------------------------------------------------------------- the accounting binary
-accounting=$root/target/release/accounting
-if [[ ! -x $accounting ]]; then
-    echo "== $accounting not built: skipping (cargo build --release -p egi-examples --bin accounting)"
-    exit 0
-fi
-if [[ ! -x /usr/bin/time ]]; then
-    echo "== installing GNU time"
-    apt-get install -y -qq --no-install-recommends time >/dev/null
-fi
-ini=$data_dir/accounting.ini
-printf '[prometheus]\nurl = %s\nrange = %s\n' "$url" "$range" >"$ini"
-args=(--config "$ini" --dry-run)
-if "$accounting" --help | grep -q -- '--at'; then
-    args+=(--at "$end")
-else
-    echo "   (no --at option: evaluating at the current time)"
-fi
-walls=() rss=()
-for _ in $(seq 1 "$runs"); do
+    [[ -x $accounting ]] || continue
     /usr/bin/time -v -o "$data_dir/time.txt" "$accounting" "${args[@]}" \
         >"$data_dir/records.txt" 2>"$data_dir/accounting.log" || {
         echo "accounting failed:" >&2
         tail -20 "$data_dir/accounting.log" >&2
         exit 1
     }
-    walls+=("$(python3 - "$data_dir/time.txt" <<'EOF'
+    walls+=("$(python3 - "$data_dir/time.txt" <<'EOF2'
 import sys
 for line in open(sys.argv[1]):
     if "Elapsed (wall clock)" in line:
         parts = line.rsplit(" ", 1)[1].strip().split(":")
         print(sum(float(p) * 60 ** i for i, p in enumerate(reversed(parts))))
-EOF
+EOF2
 )")
     rss+=("$(awk -F': ' '/Maximum resident set size/ {print $2}' "$data_dir/time.txt")")
 done
+echo "curl floor, sequential: median $(median "${sequential[@]}") s (runs: ${sequential[*]})"
+echo "curl floor, parallel:   median $(median "${parallel[@]}") s (runs: ${parallel[*]})"
+[[ -x $accounting ]] || exit 0
 records=$(grep -c '^VMUUID:' "$data_dir/records.txt" || true)
 echo "accounting --dry-run:   median $(median "${walls[@]}") s, peak RSS median $(median "${rss[@]}") KiB, $records records (runs: ${walls[*]})"
