@@ -8,13 +8,13 @@
 #    backfills them with `promtool tsdb create-blocks-from openmetrics` into DATA_DIR/tsdb.
 #    DATA_DIR is kept and reused by later runs with the same parameters (delete it to start
 #    over); the OpenMetrics file is removed after backfilling unless KEEP_HISTORY=1.
-# 2. Starts Prometheus on DATA_DIR/tsdb (127.0.0.1, free port) and measures, RUNS (default 5)
-#    times, median reported:
+# 2. Starts Prometheus on DATA_DIR/tsdb (127.0.0.1, free port) and measures, in RUNS
+#    (default 5) rounds run back to back so that outside load hits all alike, medians reported:
 #    a. the curl floor: the 10 PromQL queries of egi-accounting (printed by the
 #       `accounting-queries` helper of egi-benches from egi-accounting's own query module, so
-#       they never drift) POSTed to /api/v1/query at the history's last timestamp, sequentially and all
-#       at once;
-#    b. target/release/accounting --config <ini> --dry-run: wall time and peak RSS
+#       they never drift) POSTed to /api/v1/query at the history's last timestamp, sequentially
+#       and all at once, bodies discarded;
+#    b. target/release/accounting --config <ini> --dry-run --at <end>: wall time and peak RSS
 #       (/usr/bin/time -v). Skipped with a message if the binary is not built
 #       (cargo build --release -p egi-examples --bin accounting).
 #
