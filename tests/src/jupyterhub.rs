@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tempfile::TempDir;
 
+use crate::wire::tail;
+
 /// How long [`JupyterHub::start`] waits for `GET /hub/api/` to answer 200.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -379,12 +381,6 @@ fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// The last `lines` lines of a file (empty if unreadable).
-fn tail(path: &Path, lines: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
 
 /// The status code of `GET path` (HTTP/1.1, `Connection: close`).
 fn get_status(addr: SocketAddr, path: &str) -> Result<u16> {

@@ -32,5 +32,6 @@ pub mod jupyterhub;
 pub mod oidc;
 pub mod prometheus;
 pub mod synthetic;
+mod wire;
 
 pub use prometheus::Prometheus;

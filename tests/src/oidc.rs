@@ -12,8 +12,8 @@
 //! [`REDIRECT_URI`]), `cli` (public, device flow and refresh), `other-service` (a token
 //! exchange audience).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use tempfile::TempDir;
+
+use crate::wire::http;
 
 /// The confidential client.
 pub const CLIENT_ID: &str = "notebooks";
@@ -365,9 +367,7 @@ fn spawn(dir: &Path, log: &Path, port: u16, options: Options) -> Result<(Child, 
 }
 
 fn tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(30)..].join("\n")
+    crate::wire::tail(log, 30)
 }
 
 /// SIGTERM by PID (the shell's `kill`: no unsafe), up to 10 s, then SIGKILL.
@@ -387,44 +387,6 @@ fn terminate(child: &mut Child) {
         let _ = child.kill();
     }
     let _ = child.wait();
-}
-
-/// A minimal HTTP/1.0 exchange: status, header block and body.
-fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<(&str, &str)>,
-) -> Result<(u16, String, Vec<u8>)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-        .with_context(|| format!("connecting to {addr}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    match body {
-        Some((content_type, body)) => request.push_str(&format!(
-            "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )),
-        None => request.push_str("\r\n"),
-    }
-    stream.write_all(request.as_bytes())?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("HTTP response without a header end")?;
-    let head = String::from_utf8_lossy(&response[..split]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("bad HTTP status line: {head}"))?;
-    Ok((status, head, response[split + 4..].to_vec()))
 }
 
 #[cfg(test)]

@@ -8,14 +8,15 @@
 //! directory.
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use tempfile::TempDir;
+
+use crate::wire::tail;
 
 /// How long [`Prometheus::backfill`] waits for `GET /-/ready` to answer 200.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -272,13 +273,6 @@ fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// The last `lines` lines of a file (empty if unreadable).
-fn tail(path: &Path, lines: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
 /// `application/x-www-form-urlencoded` encoding of one value.
 fn form_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
@@ -294,33 +288,11 @@ fn form_encode(s: &str) -> String {
     out
 }
 
-/// A minimal HTTP/1.0 exchange (the server closes the connection after the body):
-/// returns the status code and the body.
+/// A POST of a form (or a GET): status and body.
 fn http(addr: SocketAddr, method: &str, path: &str, form: Option<&str>) -> Result<(u16, Vec<u8>)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
-    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
-    if let Some(body) = form {
-        request.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
-        request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    } else {
-        request.push_str("\r\n");
-    }
-    stream.write_all(request.as_bytes())?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("HTTP response without a header end")?;
-    let head = String::from_utf8_lossy(&response[..split]);
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("bad HTTP status line: {head}"))?;
-    Ok((status, response[split + 4..].to_vec()))
+    let body = form.map(|f| ("application/x-www-form-urlencoded", f));
+    let (status, _, body) = crate::wire::http(addr, method, path, &[], body)?;
+    Ok((status, body))
 }
 
 #[cfg(test)]
@@ -334,16 +306,6 @@ mod tests {
             "sum+by+%28uid%29+%28x%7Bpod%3D~%27jupyter-.%2A%27%7D%5B24h%5D%29"
         );
         assert_eq!(form_encode("zoë"), "zo%C3%AB");
-    }
-
-    #[test]
-    fn tail_keeps_the_last_lines() {
-        let dir = tempdir().unwrap();
-        let path = dir.path().join("log");
-        fs::write(&path, "a\nb\nc\n").unwrap();
-        assert_eq!(tail(&path, 2), "b\nc");
-        assert_eq!(tail(&path, 10), "a\nb\nc");
-        assert_eq!(tail(&dir.path().join("missing"), 3), "");
     }
 
     #[test]

@@ -53,7 +53,7 @@ impl Default for RecordConfig {
     }
 }
 
-/// One APEL cloud record. String fields hold APEL-safe ASCII ([`apel::ascii_field`]).
+/// One APEL cloud record. String fields hold APEL-safe ASCII ([`crate::apel::ascii_field`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloudRecord {
     /// `RecordCreateTime`: the evaluation time, epoch seconds.
