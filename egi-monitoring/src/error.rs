@@ -78,6 +78,16 @@ pub enum Error {
         message: String,
     },
 
+    /// A body, event-stream line or websocket message exceeds its size limit (see
+    /// [`limits`](crate::limits)).
+    #[error("{what}: the answer exceeds {limit} bytes")]
+    TooLarge {
+        /// The request or stream, such as "GET /hub/api/users/monitor".
+        what: String,
+        /// The limit, in bytes.
+        limit: usize,
+    },
+
     /// The hub reported the spawn as failed on its progress stream.
     #[error("spawn failed: {0}")]
     SpawnFailed(String),

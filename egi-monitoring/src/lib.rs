@@ -39,6 +39,7 @@
 mod error;
 pub mod hub;
 pub mod kernel;
+pub mod limits;
 pub mod nagios;
 pub mod notebook;
 mod outcome;

@@ -128,9 +128,16 @@ impl Check {
     }
 }
 
+/// How far in the future a status's `time` may be (clocks of two hosts disagree a little):
+/// 5 minutes. Beyond it the time is wrong (milliseconds instead of seconds, a broken clock)
+/// and the answer is UNKNOWN.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+
 /// Evaluates a status service's answer (`{code,msg,time}`, EGI's format) at `now` (epoch
 /// seconds): its code and message, made WARNING or CRITICAL when it is older than
-/// `staleness`. A body that is not such JSON is UNKNOWN.
+/// `staleness`. A body that is not such JSON, or whose `time` is not finite or more than
+/// [`MAX_CLOCK_SKEW`] in the future, is UNKNOWN; a time too far in the past to be a
+/// [`Duration`] is CRITICAL (stale).
 pub fn evaluate_status(body: &[u8], now: f64, staleness: Staleness) -> Check {
     let record: StatusRecord = match serde_json::from_slice(body) {
         Ok(r) => r,
@@ -142,7 +149,31 @@ pub fn evaluate_status(body: &[u8], now: f64, staleness: Staleness) -> Check {
             );
         }
     };
-    let age = Duration::from_secs_f64((now - record.time).max(0.0));
+    let difference = now - record.time;
+    if !record.time.is_finite() || !difference.is_finite() {
+        return Check::new(
+            Status::Unknown,
+            format!(
+                "the status time {} is not a finite number of epoch seconds (now {now})",
+                record.time
+            ),
+        );
+    }
+    if -difference > MAX_CLOCK_SKEW.as_secs_f64() {
+        return Check::new(
+            Status::Unknown,
+            format!(
+                "the status time {} is {} in the future (more than the allowed clock skew \
+                 of {}; milliseconds instead of seconds?)",
+                record.time,
+                seconds(Duration::try_from_secs_f64(-difference).unwrap_or(Duration::MAX)),
+                seconds(MAX_CLOCK_SKEW)
+            ),
+        );
+    }
+    // Within the skew, a future time counts as fresh; a past too far to be a Duration is
+    // as stale as can be.
+    let age = Duration::try_from_secs_f64(difference.max(0.0)).unwrap_or(Duration::MAX);
     let mut status = record.code;
     let mut message = record.msg.clone();
     let stale = if age > staleness.critical {
@@ -194,7 +225,7 @@ mod tests {
     use super::*;
 
     fn body(code: &str, time: f64) -> Vec<u8> {
-        format!(r#"{{"code": "{code}", "msg": "Spawned server in 3 s", "time": {time}}}"#)
+        format!(r#"{{"code": "{code}", "msg": "Spawned server in 3 s", "time": {time:?}}}"#)
             .into_bytes()
     }
 
@@ -253,6 +284,72 @@ mod tests {
         assert_eq!(still_critical.status, Status::Critical);
         let future = evaluate_status(&body("OK", now + 30.0), now, s);
         assert_eq!(future.status, Status::Ok, "clock skew is not staleness");
+    }
+
+    #[test]
+    fn absurd_past_times_are_critical_not_a_panic() {
+        let now = 1_700_000_000.0;
+        for time in [-1e300, -f64::MAX, f64::MIN] {
+            let check = evaluate_status(&body("OK", time), now, Staleness::default());
+            assert_eq!(check.status, Status::Critical, "{time}");
+            assert!(
+                check.message.starts_with("result is stale: "),
+                "{}",
+                check.message
+            );
+        }
+        // Parsed from the body itself, as a status service could send it.
+        let check = evaluate_status(
+            br#"{"code": "OK", "msg": "x", "time": -1e300}"#,
+            now,
+            Staleness::default(),
+        );
+        assert_eq!(check.status, Status::Critical);
+    }
+
+    #[test]
+    fn future_times_beyond_the_skew_are_unknown() {
+        let now = 1_700_000_000.0;
+        let s = Staleness::default();
+        let skewed = evaluate_status(&body("OK", now + 299.0), now, s);
+        assert_eq!(skewed.status, Status::Ok, "within the clock skew");
+        let millis = evaluate_status(&body("OK", now * 1000.0), now, s);
+        assert_eq!(millis.status, Status::Unknown, "{}", millis.message);
+        assert!(
+            millis
+                .message
+                .starts_with("the status time 1700000000000 is ")
+                && millis.message.contains("in the future"),
+            "{}",
+            millis.message
+        );
+        let late = evaluate_status(&body("CRITICAL", now + 301.0), now, s);
+        assert_eq!(late.status, Status::Unknown);
+        assert_eq!(
+            late.message,
+            "the status time 1700000301 is 301 s in the future (more than the allowed clock \
+             skew of 300 s; milliseconds instead of seconds?)"
+        );
+    }
+
+    #[test]
+    fn non_finite_times_are_unknown() {
+        let s = Staleness::default();
+        // JSON has no NaN or infinity, but huge times and a broken `now` overflow.
+        for (time, now) in [
+            (1e9, f64::NAN),
+            (1e9, f64::INFINITY),
+            (-f64::MAX, f64::MAX),
+            (f64::MAX, -f64::MAX),
+        ] {
+            let check = evaluate_status(&body("OK", time), now, s);
+            assert_eq!(check.status, Status::Unknown, "{time} at {now}");
+            assert!(
+                check.message.contains("is not a finite number"),
+                "{}",
+                check.message
+            );
+        }
     }
 
     #[test]

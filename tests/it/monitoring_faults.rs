@@ -136,7 +136,11 @@ fn a_silent_endpoint_is_critical_after_the_timeout() {
             spawn.message
         );
         assert_eq!(phases(&spawn), ["user"], "nothing else is tried");
-        assert!(spawn.phases[0].duration >= timeout);
+        let took = spawn.phases[0].duration;
+        assert!(
+            took >= timeout && took < timeout + Duration::from_secs(1),
+            "CRITICAL within the configured timeout, not {took:?}"
+        );
 
         let reachable = HubReachable::new(client).timeouts(timeouts).run().await;
         assert_eq!(reachable.status, Status::Critical, "{reachable:#?}");
@@ -144,6 +148,11 @@ fn a_silent_endpoint_is_critical_after_the_timeout() {
             reachable.message.ends_with("did not finish within 1 s"),
             "{}",
             reachable.message
+        );
+        assert!(
+            reachable.duration < timeout + Duration::from_secs(1),
+            "CRITICAL within the configured timeout, not {:?}",
+            reachable.duration
         );
     });
 }

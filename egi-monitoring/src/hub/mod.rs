@@ -16,6 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::error::{Error, Result};
+use crate::limits::{BodyError, MAX_BODY_BYTES, read_body, read_body_start};
 use crate::sse::{ProgressEvent, SseParser};
 
 pub use model::{Server, StartState, StopState, TokenOwner, User, body_message, unexpected};
@@ -205,11 +206,12 @@ impl HubClient {
         }
         let response = request.send().await.map_err(|e| self.io_error(&what, e))?;
         let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| self.io_error(&what, e))?;
-        Ok((status, body.to_vec(), what))
+        let body = match read_body(response, MAX_BODY_BYTES, &what).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge(e)) => return Err(e),
+            Err(BodyError::Transport(e)) => return Err(self.io_error(&what, e)),
+        };
+        Ok((status, body, what))
     }
 
     fn io_error(&self, what: &str, source: reqwest::Error) -> Error {
@@ -371,7 +373,7 @@ impl HubClient {
             .map_err(|e| self.io_error(&what, e))?;
         let status = response.status();
         if status != StatusCode::OK {
-            let body = response.bytes().await.unwrap_or_default();
+            let body = read_body_start(response, MAX_BODY_BYTES).await;
             return Err(unexpected(&what, status.as_u16(), &body));
         }
         Ok(ProgressStream {
@@ -413,7 +415,13 @@ impl ProgressStream {
                     source: source.without_url(),
                 })?;
             match chunk {
-                Some(bytes) => self.queued.extend(self.parser.feed(&bytes)),
+                Some(bytes) => {
+                    let events = self.parser.feed(&bytes).map_err(|e| Error::TooLarge {
+                        what: format!("{} (event stream)", self.what),
+                        limit: e.limit,
+                    })?;
+                    self.queued.extend(events);
+                }
                 None => return Ok(None),
             }
         }

@@ -5,16 +5,20 @@
 
 pub mod protocol;
 
+use std::time::Duration;
+
 use futures_util::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::error::{Error, Result};
 use crate::hub::{HubClient, unexpected};
+use crate::limits::MAX_WS_MESSAGE_BYTES;
 use protocol::{Collector, Execution, execute_request, new_id};
 
 /// Creates a kernel (`POST {server}api/kernels`, 201) and returns its id.
@@ -76,7 +80,16 @@ impl Channels {
         let token = HeaderValue::from_str(&client.authorization())
             .map_err(|_| Error::Config("the API token is not a valid header value".into()))?;
         request.headers_mut().insert("authorization", token);
-        let (ws, _) = match tokio_tungstenite::connect_async(request).await {
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(MAX_WS_MESSAGE_BYTES))
+            .max_frame_size(Some(MAX_WS_MESSAGE_BYTES));
+        let (ws, _) = match tokio_tungstenite::connect_async_with_config(
+            request,
+            Some(config),
+            false,
+        )
+        .await
+        {
             Ok(ok) => ok,
             Err(tungstenite::Error::Http(response)) => {
                 let what = format!("GET {}", url.path());
@@ -101,7 +114,7 @@ impl Channels {
         self.ws.send(Message::text(request.to_string())).await?;
         let mut collector = Collector::new(msg_id);
         while let Some(message) = self.ws.next().await {
-            match message? {
+            match message.map_err(ws_error)? {
                 Message::Text(text) => {
                     let Ok(json) = serde_json::from_str::<serde_json::Value>(text.as_str()) else {
                         tracing::debug!("ignoring a non-JSON kernel message");
@@ -118,8 +131,108 @@ impl Channels {
         Err(Error::WebSocketClosed)
     }
 
-    /// Closes the websocket (errors ignored: the kernel is deleted next anyway).
-    pub async fn close(mut self) {
-        let _ = self.ws.close(None).await;
+    /// Closes the websocket, giving up after [`CLOSE_TIMEOUT`] (errors and timeouts are
+    /// ignored: the kernel is deleted next anyway).
+    pub async fn close(self) {
+        self.close_within(CLOSE_TIMEOUT).await;
+    }
+
+    async fn close_within(mut self, timeout: Duration) {
+        if tokio::time::timeout(timeout, self.ws.close(None))
+            .await
+            .is_err()
+        {
+            tracing::debug!("the kernel websocket did not close in time; dropping it");
+        }
+    }
+}
+
+/// How long [`Channels::close`] waits for the close handshake to be sent: 2 s.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A websocket error, with an oversized message as [`Error::TooLarge`].
+fn ws_error(e: tungstenite::Error) -> Error {
+    match e {
+        tungstenite::Error::Capacity(tungstenite::error::CapacityError::MessageTooLong {
+            max_size,
+            ..
+        }) => Error::TooLarge {
+            what: "a kernel websocket message".into(),
+            limit: max_size,
+        },
+        e => e.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A close whose frame cannot be written (the peer stopped reading and every buffer is
+    /// full) gives up after the timeout instead of hanging the probe.
+    #[tokio::test]
+    async fn close_is_bounded_when_the_peer_stops_reading() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (hold, held) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let ws = tokio_tungstenite::accept_async(socket).await.unwrap();
+            // Keep the connection open without ever reading from it.
+            let _ = held.await;
+            drop(ws);
+        });
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+            .await
+            .unwrap();
+        let big = "x".repeat(1024 * 1024);
+        let mut blocked = false;
+        for _ in 0..256 {
+            let send = ws.send(Message::text(big.clone()));
+            if tokio::time::timeout(Duration::from_millis(200), send)
+                .await
+                .is_err()
+            {
+                blocked = true;
+                break;
+            }
+        }
+        assert!(blocked, "the socket buffers never filled");
+        let channels = Channels {
+            ws,
+            session: "s".into(),
+            username: "u".into(),
+        };
+        let start = std::time::Instant::now();
+        let closed = tokio::time::timeout(
+            Duration::from_secs(10),
+            channels.close_within(Duration::from_millis(300)),
+        )
+        .await;
+        assert!(closed.is_ok(), "close hung");
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        drop(hold);
+    }
+
+    #[test]
+    fn oversized_messages_are_too_large() {
+        let e = ws_error(tungstenite::Error::Capacity(
+            tungstenite::error::CapacityError::MessageTooLong {
+                size: 5,
+                max_size: 4,
+            },
+        ));
+        assert_eq!(
+            e.to_string(),
+            "a kernel websocket message: the answer exceeds 4 bytes"
+        );
+        assert!(matches!(
+            ws_error(tungstenite::Error::ConnectionClosed),
+            Error::WebSocket(_)
+        ));
     }
 }

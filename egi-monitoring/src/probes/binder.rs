@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::hub::{USER_AGENT, base_url, body_message};
+use crate::limits::{BodyError, MAX_BODY_BYTES, read_body};
 use crate::outcome::{Outcome, Status, Timeline};
 use crate::probes::{Probe, ProbeFuture};
 
@@ -44,10 +45,15 @@ impl BinderHealth {
                     source: source.without_url(),
                 })?;
                 let status = response.status().as_u16();
-                let body = response.bytes().await.map_err(|source| Error::Connect {
-                    service: "BinderHub",
-                    source: source.without_url(),
-                })?;
+                let body = read_body(response, MAX_BODY_BYTES, "GET /health")
+                    .await
+                    .map_err(|e| match e {
+                        BodyError::TooLarge(e) => e,
+                        BodyError::Transport(source) => Error::Connect {
+                            service: "BinderHub",
+                            source: source.without_url(),
+                        },
+                    })?;
                 Ok((status, body))
             })
             .await;

@@ -118,8 +118,8 @@ struct Args {
     #[arg(long)]
     check_outputs: bool,
 
-    /// Seconds between two rounds of probes.
-    #[arg(long, env = "MONITOR_INTERVAL", default_value_t = 3600.0)]
+    /// Seconds between two rounds of probes (more than 0).
+    #[arg(long, env = "MONITOR_INTERVAL", default_value_t = 3600.0, value_parser = positive_seconds)]
     interval: f64,
 
     /// Address to serve on.
@@ -137,6 +137,21 @@ struct Args {
     /// Run the probes once, print the JSON, exit with the worst result's Nagios code.
     #[arg(long)]
     once: bool,
+}
+
+/// A number of seconds that is a valid, non-zero [`Duration`] (a zero interval would make
+/// the scheduler panic).
+fn positive_seconds(value: &str) -> std::result::Result<f64, String> {
+    let secs: f64 = value
+        .parse()
+        .map_err(|e| format!("{value:?} is not a number of seconds: {e}"))?;
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if !d.is_zero() => Ok(secs),
+        Ok(_) => Err("must be more than 0 seconds".into()),
+        Err(_) => Err(format!(
+            "{value:?} is not a valid positive number of seconds"
+        )),
+    }
 }
 
 fn seconds(value: f64, what: &str) -> Result<Duration> {
@@ -333,4 +348,28 @@ async fn main() -> Result<()> {
     // A probe cut short here may leave its server running: the next start stops it first.
     scheduler.abort();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zero_interval_is_rejected_when_parsing() {
+        for bad in ["0", "0.0", "-1", "1e-12", "NaN", "inf", "x"] {
+            let interval = format!("--interval={bad}");
+            let parsed = Args::try_parse_from(["monitor", "--url", "http://h/", &interval]);
+            let err = parsed.err().unwrap_or_else(|| panic!("{bad} accepted"));
+            assert!(err.to_string().contains("--interval"), "{err}");
+        }
+        let err = Args::try_parse_from(["monitor", "--url", "http://h/", "--interval", "0"])
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("must be more than 0 seconds"),
+            "{err}"
+        );
+        let ok = Args::try_parse_from(["monitor", "--url", "http://h/", "--interval", "0.5"]);
+        assert_eq!(ok.map(|a| a.interval).ok(), Some(0.5));
+    }
 }

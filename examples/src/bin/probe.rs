@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use egi_monitoring::hub::HubClient;
+use egi_monitoring::limits::{BodyError, MAX_BODY_BYTES, read_body};
 use egi_monitoring::nagios::{Check, Staleness, evaluate_status, from_outcome};
 use egi_monitoring::{
     ExecuteProbe, HubReachable, Probe, SpawnProbe, SpawnSettings, Status, Timeouts, epoch_seconds,
@@ -69,16 +70,14 @@ struct Args {
     spawn_timeout: f64,
 
     /// Name at the start of the output line.
-    #[arg(long, default_value = "NOTEBOOKS")]
+    #[arg(long, default_value = DEFAULT_SERVICE)]
     service: String,
 }
 
 fn main() -> ExitCode {
-    // Whatever happens, the answer is a plugin line and a Nagios code.
-    std::panic::set_hook(Box::new(|info| {
-        println!("NOTEBOOKS UNKNOWN - internal error: {info}");
-        std::process::exit(3);
-    }));
+    // Whatever happens, the answer is a plugin line and a Nagios code: before the arguments
+    // are parsed under the default name, after it under `--service`.
+    set_panic_hook(DEFAULT_SERVICE.to_owned());
     let args = match Args::try_parse() {
         Ok(args) => args,
         Err(e) if !e.use_stderr() => {
@@ -89,12 +88,13 @@ fn main() -> ExitCode {
             let first = e.to_string();
             let first = first.lines().next().unwrap_or("invalid arguments");
             println!(
-                "NOTEBOOKS UNKNOWN - {}",
+                "{DEFAULT_SERVICE} UNKNOWN - {}",
                 first.trim_start_matches("error: ")
             );
             return ExitCode::from(3);
         }
     };
+    set_panic_hook(args.service.clone());
     let check = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -104,6 +104,21 @@ fn main() -> ExitCode {
     };
     println!("{}", check.line(&args.service));
     ExitCode::from(check.status.exit_code())
+}
+
+/// The name at the start of the output line unless `--service` says otherwise.
+const DEFAULT_SERVICE: &str = "NOTEBOOKS";
+
+/// Makes any panic print `{service} UNKNOWN - internal error: ...` and exit 3.
+fn set_panic_hook(service: String) {
+    std::panic::set_hook(Box::new(move |info| {
+        println!("{}", panic_line(&service, info));
+        std::process::exit(3);
+    }));
+}
+
+fn panic_line(service: &str, info: &dyn std::fmt::Display) -> String {
+    Check::new(Status::Unknown, format!("internal error: {info}")).line(service)
 }
 
 fn duration(value: f64, what: &str) -> Result<Duration, Check> {
@@ -162,7 +177,16 @@ async fn try_check(args: &Args) -> Result<Check, Check> {
         .await
         .map_err(unreachable)?;
     let status = response.status();
-    let body = response.bytes().await.map_err(unreachable)?;
+    let body = match read_body(response, MAX_BODY_BYTES, &format!("GET {url}")).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge(e)) => {
+            return Err(Check::new(
+                Status::Critical,
+                format!("the status service's answer is too large: {e}"),
+            ));
+        }
+        Err(BodyError::Transport(e)) => return Err(unreachable(e)),
+    };
     if !status.is_success() {
         let message = egi_monitoring::hub::body_message(status.as_u16(), &body);
         return Err(Check::new(
@@ -216,4 +240,24 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = inner.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panics_are_reported_under_the_service_name() {
+        assert_eq!(
+            panic_line("JUPYTER", &"boom | at x\ny"),
+            "JUPYTER UNKNOWN - internal error: boom / at x y"
+        );
+        let args = Args::try_parse_from(["probe", "--service", "BINDER", "-u", "http://x/"]);
+        assert_eq!(args.map(|a| a.service).ok().as_deref(), Some("BINDER"));
+        let args = Args::try_parse_from(["probe", "-u", "http://x/"]);
+        assert_eq!(
+            args.map(|a| a.service).ok().as_deref(),
+            Some(DEFAULT_SERVICE)
+        );
+    }
 }
