@@ -381,7 +381,6 @@ fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-
 /// The status code of `GET path` (HTTP/1.1, `Connection: close`).
 fn get_status(addr: SocketAddr, path: &str) -> Result<u16> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;

@@ -76,7 +76,10 @@ mod tests {
 
     #[test]
     fn http_reports_a_refused_connection() {
-        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let err = http(addr, "GET", "/", &[], None).unwrap_err();
         assert!(format!("{err:#}").contains(&addr.to_string()), "{err:#}");
     }
