@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
@@ -137,6 +137,24 @@ impl ClientBuilder {
             }),
         })
     }
+}
+
+/// A failed grant: the error, whether the provider had accepted the grant (a 2xx answer),
+/// and the tokens of that answer when only a later check (the ID token) failed.
+pub(crate) struct GrantFailure {
+    pub(crate) error: Error,
+    pub(crate) accepted: bool,
+    pub(crate) tokens: Option<TokenSet>,
+}
+
+/// A failed refresh: the error, whether the provider had accepted the refresh (then the old
+/// refresh token may be used up and must not be sent again at once), and the previous tokens
+/// with the new refresh token if the provider rotated it.
+#[derive(Debug)]
+pub(crate) struct RefreshFailure {
+    pub(crate) error: Error,
+    pub(crate) accepted: bool,
+    pub(crate) rotated: Option<TokenSet>,
 }
 
 /// A client of one Check-in instance (or any OpenID provider); cheap to clone.
@@ -279,18 +297,51 @@ impl CheckinClient {
         previous: Option<&TokenSet>,
         nonce: Option<&openidconnect::Nonce>,
     ) -> Result<(TokenSet, Option<IdTokenInfo>)> {
+        self.token_grant_detailed(form, previous, nonce)
+            .await
+            .map_err(|f| f.error)
+    }
+
+    /// [`Self::token_grant`], telling on failure whether the provider accepted the grant
+    /// (a 2xx answer) and the tokens it sent, if they could be read.
+    async fn token_grant_detailed(
+        &self,
+        form: Form,
+        previous: Option<&TokenSet>,
+        nonce: Option<&openidconnect::Nonce>,
+    ) -> std::result::Result<(TokenSet, Option<IdTokenInfo>), GrantFailure> {
+        let before = |error| GrantFailure {
+            error,
+            accepted: false,
+            tokens: None,
+        };
         // Expiry counts from when the request left: the answer was made after that.
         let sent_at = SystemTime::now();
-        let answer = self.post(Endpoint::Token, form).await?;
-        let response = parse_token_response(&answer, false)?;
+        let answer = self.post(Endpoint::Token, form).await.map_err(before)?;
+        let accepted = (200..300).contains(&answer.status);
+        let response = parse_token_response(&answer, false).map_err(|error| GrantFailure {
+            error,
+            accepted,
+            tokens: None,
+        })?;
         let fresh_id_token = response.id_token.clone();
         let mut tokens = TokenSet::from_response(response, sent_at, previous);
         let info = match fresh_id_token {
             Some(raw) => {
                 let expected = previous.and_then(TokenSet::subject);
-                let info = self.verify_id_token(&raw, nonce, expected).await?;
-                tokens.set_subject(Some(info.subject.clone()));
-                Some(info)
+                match self.verify_id_token(&raw, nonce, expected).await {
+                    Ok(info) => {
+                        tokens.set_subject(Some(info.subject.clone()));
+                        Some(info)
+                    }
+                    Err(error) => {
+                        return Err(GrantFailure {
+                            error,
+                            accepted: true,
+                            tokens: Some(tokens),
+                        });
+                    }
+                }
             }
             None => None,
         };
@@ -301,9 +352,26 @@ impl CheckinClient {
     /// the scope sent, at least `openid`). `invalid_grant` becomes
     /// [`Error::LoginRequired`]; the old refresh token is kept if none comes back; a new ID
     /// token must be valid and for the same subject.
+    ///
+    /// If the provider rotated the refresh token but the new ID token fails its checks, the
+    /// new refresh token is lost to callers of this method (the old one is used up): the
+    /// [`crate::TokenManager`] keeps it instead.
     pub async fn refresh(&self, tokens: &TokenSet) -> Result<TokenSet> {
-        let refresh_token = tokens.refresh_token().ok_or_else(|| Error::LoginRequired {
-            reason: "no refresh token".into(),
+        self.refresh_detailed(tokens).await.map_err(|f| f.error)
+    }
+
+    /// [`Self::refresh`], keeping on failure whether the provider accepted the refresh and
+    /// any new refresh token it sent (in `rotated`: `tokens` with that refresh token).
+    pub(crate) async fn refresh_detailed(
+        &self,
+        tokens: &TokenSet,
+    ) -> std::result::Result<TokenSet, RefreshFailure> {
+        let refresh_token = tokens.refresh_token().ok_or_else(|| RefreshFailure {
+            error: Error::LoginRequired {
+                reason: "no refresh token".into(),
+            },
+            accepted: false,
+            rotated: None,
         })?;
         // The granted scope if known (asking for more is invalid_scope), else the client's.
         let granted: Option<Vec<String>> = tokens
@@ -313,10 +381,24 @@ impl CheckinClient {
             refresh_token,
             granted.as_deref().unwrap_or(&self.inner.scopes),
         );
-        self.token_grant(form, Some(tokens), None)
-            .await
-            .map(|(t, _)| t)
-            .map_err(refresh_error)
+        match self.token_grant_detailed(form, Some(tokens), None).await {
+            Ok((t, _)) => Ok(t),
+            Err(f) => {
+                // Keep a new refresh token (the provider may have used up the old one), but
+                // not the access and ID tokens that came with a failed check.
+                let rotated = f
+                    .tokens
+                    .as_ref()
+                    .and_then(TokenSet::refresh_token)
+                    .filter(|new| new.expose_secret() != refresh_token.expose_secret())
+                    .map(|new| tokens.clone().with_refresh_token(new.clone()));
+                Err(RefreshFailure {
+                    error: refresh_error(f.error),
+                    accepted: f.accepted,
+                    rotated,
+                })
+            }
+        }
     }
 
     /// Client credentials grant (a service account; confidential clients only).

@@ -203,8 +203,22 @@ impl Error {
             Error::Http { status, .. } => *status >= 500 || *status == 429,
             Error::OAuth { code, status, .. } => {
                 *status >= 500
+                    || *status == 429
                     || matches!(code.as_str(), "server_error" | "temporarily_unavailable")
             }
+            _ => false,
+        }
+    }
+
+    /// Whether a request that failed this way may be sent again at once because the
+    /// provider did not process it: the connection could not be made, or the provider
+    /// answered HTTP 5xx or 429 (or `server_error` / `temporarily_unavailable`). A timeout
+    /// or a connection broken after the request was sent is transient but not replayable:
+    /// the provider may have acted on the request (and used up a rotating refresh token).
+    pub fn is_replayable(&self) -> bool {
+        match self {
+            Error::Transport { source, .. } => source.is_connect(),
+            Error::Http { .. } | Error::OAuth { .. } => self.is_transient(),
             _ => false,
         }
     }
@@ -256,12 +270,21 @@ mod tests {
         };
         assert!(oauth("temporarily_unavailable", 400).is_transient());
         assert!(!oauth("invalid_client", 401).is_transient());
+        assert!(oauth("too_many_requests", 429).is_transient());
         let login = Error::LoginRequired {
             reason: "grant request is invalid".into(),
         };
         assert!(login.needs_login());
         assert!(!login.is_transient());
         assert!(!http(503).needs_login());
+        assert!(http(503).is_replayable() && http(429).is_replayable());
+        assert!(oauth("temporarily_unavailable", 400).is_replayable());
+        let timeout = Error::Timeout {
+            endpoint: Endpoint::Token,
+            timeout: Duration::from_secs(1),
+        };
+        assert!(timeout.is_transient() && !timeout.is_replayable());
+        assert!(!Error::RefreshAborted.is_replayable());
     }
 
     #[test]

@@ -28,8 +28,9 @@ use crate::token::TokenSet;
 const MAGIC: &[u8; 8] = b"EGICHK1\n";
 const NONCE_LEN: usize = 24;
 const AAD_PREFIX: &[u8] = b"egi-checkin token file v1\0";
-/// Longest identity key (the file name is its hex, at most 255 bytes with the suffix).
-const MAX_KEY_LEN: usize = 120;
+/// Longest identity key. File names are its hex plus at most 33 bytes (the temporary file
+/// `.<hex>.<pid, up to 10 digits>.<16 hex>.tmp`), and must fit in 255 bytes: 2 × 110 + 33.
+const MAX_KEY_LEN: usize = 110;
 
 /// A 256-bit key for [`EncryptedFileStore`]. `Debug` shows nothing of it.
 pub struct FileStoreKey(SecretBox<[u8; 32]>);
@@ -299,6 +300,27 @@ mod tests {
             Some(Duration::from_secs(60)),
         )
         .with_refresh_token(format!("refresh-of-{access}").into())
+    }
+
+    #[tokio::test]
+    async fn longest_key_fits_every_file_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EncryptedFileStore::new(dir.path().join("tokens"), &FileStoreKey::generate())
+            .expect("store");
+        // The longest key: lock, temporary and token files all have names within 255 bytes.
+        let key = "k".repeat(MAX_KEY_LEN);
+        let _held = store.lock(&key).await.expect("refresh lock");
+        store.save(&key, &set("a")).await.expect("save");
+        let back = store.load(&key).await.expect("load").expect("stored");
+        assert_eq!(back.access_token().expose_secret(), "a");
+        let longest_temp = 1 + 2 * MAX_KEY_LEN + 1 + u32::MAX.to_string().len() + 1 + 16 + 4;
+        assert!(longest_temp <= 255, "{longest_temp}");
+        // One byte more is refused up front, not by the file system halfway through.
+        let e = store
+            .save(&"k".repeat(MAX_KEY_LEN + 1), &set("a"))
+            .await
+            .expect_err("too long");
+        assert!(matches!(e, Error::Config(_)), "{e}");
     }
 
     #[tokio::test]

@@ -258,7 +258,8 @@ impl Transport {
     }
 
     fn map_error(&self, endpoint: Endpoint, e: reqwest::Error) -> Error {
-        if e.is_timeout() {
+        // A connect timeout is a connect error: the request never left.
+        if e.is_timeout() && !e.is_connect() {
             Error::Timeout {
                 endpoint,
                 timeout: self.timeout,

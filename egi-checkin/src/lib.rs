@@ -65,6 +65,8 @@ pub mod login;
 pub mod manager;
 mod provider;
 pub mod store;
+#[cfg(test)]
+mod test_provider;
 mod token;
 
 pub use claims::{Membership, UserInfo, UsernameClaim, UsernamePolicy, VoPolicy};

@@ -242,6 +242,8 @@ impl CheckinClient {
 
     /// Polls the token endpoint until the user approves (a [`Login`]), denies
     /// ([`Error::AccessDenied`]) or the code expires ([`Error::DeviceCodeExpired`]).
+    /// Transient errors ([`Error::is_transient`]: the provider unreachable, slow, HTTP 5xx)
+    /// count as "not yet": polling goes on until the code expires.
     /// `sleep` waits between polls (`tokio::time::sleep` in programs; tests pass a
     /// function that returns at once). `slow_down` adds 5 s to the interval.
     pub async fn finish_device_login<S, F>(
@@ -294,10 +296,19 @@ fn device_poll_step(e: Error) -> Result<Poll> {
             "slow_down" => Ok(Poll::SlowDown),
             "access_denied" => Err(Error::AccessDenied),
             "expired_token" => Err(Error::DeviceCodeExpired),
+            _ if e.is_transient() => transient(&e),
             _ => Err(e),
         },
+        _ if e.is_transient() => transient(&e),
         _ => Err(e),
     }
+}
+
+/// A transient polling error (the provider unreachable, slow or overloaded): poll again,
+/// until the device code expires.
+fn transient(e: &Error) -> Result<Poll> {
+    tracing::info!(error = %e, "device-flow poll failed; polling again");
+    Ok(Poll::Pending)
 }
 
 #[derive(Deserialize)]
@@ -421,6 +432,34 @@ mod tests {
         assert!(matches!(
             device_poll_step(oauth("invalid_client")),
             Err(Error::OAuth { .. })
+        ));
+        // Transient trouble is "not yet", not the end of the login.
+        assert!(matches!(
+            device_poll_step(oauth("temporarily_unavailable")),
+            Ok(Poll::Pending)
+        ));
+        for status in [502, 503, 429] {
+            assert!(matches!(
+                device_poll_step(Error::Http {
+                    endpoint: Endpoint::Token,
+                    status,
+                }),
+                Ok(Poll::Pending)
+            ));
+        }
+        assert!(matches!(
+            device_poll_step(Error::Timeout {
+                endpoint: Endpoint::Token,
+                timeout: Duration::from_secs(1),
+            }),
+            Ok(Poll::Pending)
+        ));
+        assert!(matches!(
+            device_poll_step(Error::Http {
+                endpoint: Endpoint::Token,
+                status: 400,
+            }),
+            Err(Error::Http { .. })
         ));
         assert!(
             constant_time_eq(b"abc", b"abc")

@@ -12,9 +12,17 @@
 //! - New tokens are stored (a [`TokenStore`]) before they are handed out; the old refresh
 //!   token is kept if the answer has none.
 //! - `invalid_grant` (and no refresh token) is [`Error::LoginRequired`]: never retried, and
-//!   remembered until [`TokenManager::replace`] installs a new login. Transport errors and
-//!   5xx are retried with jittered exponential backoff; if all attempts fail, the old token
-//!   is served while it is still valid.
+//!   remembered until [`TokenManager::replace`] installs a new login. A refresh is sent
+//!   again at once (jittered exponential backoff) only when the provider cannot have
+//!   processed it: a failed connection, HTTP 5xx or 429 ([`Error::is_replayable`]). After a
+//!   timeout or a connection broken mid-answer the provider may have rotated the refresh
+//!   token, so it is not replayed at once; the next refresh (after the cooldown) has no
+//!   other token to send, and with rotation the grant may then be lost: this cannot be
+//!   fully avoided, only made rare (keep the HTTP timeout well above the provider's answer
+//!   time). If the refresh fails, the old token is served while it is still valid.
+//! - If the provider answers 2xx with a new refresh token but the new ID token fails its
+//!   checks, the new refresh token is kept (stored as the base of the next refresh) and
+//!   the old one is never sent again.
 //! - [`TokenManager::subscribe`] tells others (a Kubernetes Secret updater) of each new token.
 
 use std::fmt;
@@ -214,11 +222,20 @@ struct Inner {
     tx: watch::Sender<Option<Token>>,
     generation: AtomicU64,
     state: Mutex<State>,
+    /// Held by a refresh from before it reads the store until it has published, and by
+    /// [`TokenManager::replace`]: a new login and a refresh never interleave.
+    refresh_lock: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
 struct State {
-    flight: Option<Flight>,
+    /// The running refresh and its id.
+    flight: Option<(u64, Flight)>,
+    /// Ids of refreshes.
+    flights: u64,
+    /// One more at each [`TokenManager::replace`]: a refresh that began before the new login
+    /// drops its outcome.
+    epoch: u64,
     /// The grant is gone: every caller gets this until a new login.
     dead: Option<Error>,
     /// The last failed refresh, for the cooldown.
@@ -282,19 +299,24 @@ impl TokenManager {
                 tx: watch::Sender::new(None),
                 generation: AtomicU64::new(0),
                 state: Mutex::new(State::default()),
+                refresh_lock: tokio::sync::Mutex::new(()),
             }),
         }
     }
 
     /// Installs the tokens of a new login (after [`Error::LoginRequired`]): stores them, then
-    /// hands them out.
+    /// hands them out. A refresh running meanwhile finishes first (under the store's lock),
+    /// and its outcome can no longer undo the new login.
     pub async fn replace(&self, tokens: TokenSet) -> Result<Token> {
+        let _refresh = self.inner.refresh_lock.lock().await;
+        let _other_processes = self.inner.store.lock(&self.inner.key).await?;
         self.inner.store.save(&self.inner.key, &tokens).await?;
-        let token = self.inner.publish(tokens);
         let mut state = self.inner.lock();
+        state.epoch += 1;
         state.dead = None;
         state.failed = None;
-        Ok(token)
+        state.unsaved = None;
+        Ok(self.inner.publish(tokens))
     }
 
     /// The identity key.
@@ -357,14 +379,25 @@ impl TokenManager {
                 }
             }
             match &state.flight {
-                Some(f) => f.clone(),
+                Some((_, f)) => f.clone(),
                 None => {
-                    let inner = Arc::clone(&self.inner);
-                    let handle = tokio::spawn(async move { inner.run_flight().await });
+                    state.flights += 1;
+                    let (id, epoch) = (state.flights, state.epoch);
+                    // Clears the flight however the task ends (a panic in a TokenStore, the
+                    // runtime shutting down), so that the next caller starts a new one.
+                    let guard = FlightGuard {
+                        inner: Arc::clone(&self.inner),
+                        id,
+                    };
+                    let handle = tokio::spawn(async move {
+                        let result = Arc::clone(&guard.inner).run_flight(id, epoch).await;
+                        drop(guard);
+                        result
+                    });
                     let flight = async move { handle.await.unwrap_or(Err(Error::RefreshAborted)) }
                         .boxed()
                         .shared();
-                    state.flight = Some(flight.clone());
+                    state.flight = Some((id, flight.clone()));
                     flight
                 }
             }
@@ -385,6 +418,24 @@ fn serve_old(current: Option<Token>, e: Error) -> Result<Token> {
             Ok(t)
         }
         _ => Err(e),
+    }
+}
+
+/// Clears the flight `id` if it is still the running one when dropped (the task ended
+/// without finishing [`Inner::run_flight`]).
+struct FlightGuard {
+    inner: Arc<Inner>,
+    id: u64,
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        let mut state = self.inner.lock();
+        if state.flight.as_ref().is_some_and(|(id, _)| *id == self.id) {
+            tracing::warn!(key = %self.inner.key, "the refresh task ended without a result");
+            state.flight = None;
+            state.failed = Some((Instant::now(), Error::RefreshAborted));
+        }
     }
 }
 
@@ -411,10 +462,21 @@ impl Inner {
         token
     }
 
-    async fn run_flight(self: Arc<Self>) -> Result<Token> {
-        let result = self.refresh().await;
+    async fn run_flight(self: Arc<Self>, id: u64, started: u64) -> Result<Token> {
+        let (epoch, result) = self.refresh(started).await;
         let mut state = self.lock();
-        state.flight = None;
+        if state.flight.as_ref().is_some_and(|(i, _)| *i == id) {
+            state.flight = None;
+        }
+        if state.epoch != epoch {
+            // A new login was installed after this refresh: its outcome is about the old
+            // grant (a LoginRequired must not kill the new one).
+            drop(state);
+            return match self.tx.borrow().clone() {
+                Some(t) => Ok(t),
+                None => result,
+            };
+        }
         match &result {
             Ok(_) => state.failed = None,
             Err(e) if e.needs_login() => {
@@ -430,11 +492,27 @@ impl Inner {
         result
     }
 
-    async fn refresh(&self) -> Result<Token> {
+    /// One refresh under the lock, and the epoch it ran in.
+    async fn refresh(&self, started: u64) -> (u64, Result<Token>) {
+        let _refresh = self.refresh_lock.lock().await;
+        let epoch = self.lock().epoch;
+        (epoch, self.refresh_locked(epoch != started).await)
+    }
+
+    async fn refresh_locked(&self, replaced: bool) -> Result<Token> {
         let _other_processes = self.store.lock(&self.key).await?;
+        if replaced {
+            let current = self.tx.borrow().clone();
+            if let Some(t) = current.filter(|t| t.is_fresh_at(SystemTime::now())) {
+                return Ok(t);
+            }
+        }
         let unsaved = self.lock().unsaved.take();
         if let Some(tokens) = unsaved {
-            return self.save_then_publish(tokens).await;
+            if let Err(e) = self.store.save(&self.key, &tokens).await {
+                self.lock().unsaved = Some(tokens);
+                return Err(e);
+            }
         }
         let current = self.tx.borrow().clone();
         let stored = self.store.load(&self.key).await?;
@@ -462,15 +540,31 @@ impl Inner {
         let retry = self.options.retry;
         let mut attempt = 0;
         let tokens = loop {
-            match self.client.refresh(&base).await {
+            match self.client.refresh_detailed(&base).await {
                 Ok(t) => break t,
-                Err(e) if e.is_transient() && attempt + 1 < retry.attempts => {
-                    let wait = retry.backoff(attempt);
-                    tracing::info!(key = %self.key, error = %e, ?wait, attempt, "refresh failed; retrying");
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
+                Err(f) => {
+                    if let Some(rotated) = f.rotated {
+                        // The provider accepted the refresh and rotated the refresh token,
+                        // then the ID token failed its checks: the old refresh token is used
+                        // up, so the new one is the base of the next refresh.
+                        tracing::warn!(key = %self.key, error = %f.error, "refreshed tokens rejected; keeping the new refresh token");
+                        if let Err(e) = self.store.save(&self.key, &rotated).await {
+                            tracing::warn!(key = %self.key, error = %e, "cannot store the new refresh token; keeping it in memory");
+                            self.lock().unsaved = Some(rotated);
+                        }
+                        return Err(f.error);
+                    }
+                    // Sent again at once only if the provider did not process it: after a
+                    // 2xx, a timeout or a broken answer, the refresh token may be used up.
+                    if !f.accepted && f.error.is_replayable() && attempt + 1 < retry.attempts {
+                        let wait = retry.backoff(attempt);
+                        tracing::info!(key = %self.key, error = %f.error, ?wait, attempt, "refresh failed; retrying");
+                        tokio::time::sleep(wait).await;
+                        attempt += 1;
+                    } else {
+                        return Err(f.error);
+                    }
                 }
-                Err(e) => return Err(e),
             }
         };
         self.save_then_publish(tokens).await
@@ -490,6 +584,235 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{BoxFuture as StoreFuture, MemoryStore, StoreLock};
+    use crate::test_provider::{Reply, TestProvider};
+    use std::sync::atomic::AtomicBool;
+
+    /// Tokens whose access token expired a minute ago.
+    fn expired(access: &str, refresh: &str) -> TokenSet {
+        TokenSet::new(
+            access.into(),
+            SystemTime::now() - Duration::from_secs(120),
+            Some(Duration::from_secs(60)),
+        )
+        .with_refresh_token(refresh.to_owned().into())
+    }
+
+    fn fresh(access: &str, refresh: &str) -> TokenSet {
+        TokenSet::new(
+            access.into(),
+            SystemTime::now(),
+            Some(Duration::from_secs(3600)),
+        )
+        .with_refresh_token(refresh.to_owned().into())
+    }
+
+    fn quick(attempts: u32) -> ManagerOptions {
+        ManagerOptions::default().retry(
+            RetryPolicy::new(
+                attempts,
+                Duration::from_millis(10),
+                Duration::from_millis(20),
+            )
+            .cooldown(Duration::ZERO),
+        )
+    }
+
+    async fn manager(
+        p: &TestProvider,
+        timeout: Duration,
+        store: Arc<dyn TokenStore>,
+        tokens: TokenSet,
+        attempts: u32,
+    ) -> TokenManager {
+        let client = p.client(timeout).await;
+        TokenManager::new(client, store, "alice", tokens, quick(attempts))
+            .await
+            .expect("manager")
+    }
+
+    fn access(t: &Token) -> &str {
+        t.access_token().expose_secret()
+    }
+
+    /// A memory store whose `lock` panics while `panic` is set.
+    #[derive(Debug, Default)]
+    struct PanickyStore {
+        inner: MemoryStore,
+        panic: AtomicBool,
+    }
+
+    impl TokenStore for PanickyStore {
+        fn load<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Result<Option<TokenSet>>> {
+            self.inner.load(key)
+        }
+        fn save<'a>(&'a self, key: &'a str, tokens: &'a TokenSet) -> StoreFuture<'a, Result<()>> {
+            self.inner.save(key, tokens)
+        }
+        fn remove<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Result<()>> {
+            self.inner.remove(key)
+        }
+        fn lock<'a>(&'a self, _key: &'a str) -> StoreFuture<'a, Result<StoreLock>> {
+            Box::pin(async move {
+                assert!(
+                    !self.panic.swap(false, Ordering::SeqCst),
+                    "store lock panics (test)"
+                );
+                Ok(StoreLock::none())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_refresh_does_not_wedge_the_manager() {
+        let p = TestProvider::start().await;
+        let store = Arc::new(PanickyStore::default());
+        let m = manager(
+            &p,
+            Duration::from_secs(5),
+            store.clone(),
+            expired("a0", "r0"),
+            1,
+        )
+        .await;
+        store.panic.store(true, Ordering::SeqCst);
+        let e = m
+            .access_token()
+            .await
+            .expect_err("the refresh task panicked");
+        assert!(matches!(e, Error::RefreshAborted), "{e}");
+        p.push([Reply::tokens("a1", Some("r1"), None)]);
+        let t = m.access_token().await.expect("a later refresh works");
+        assert_eq!(access(&t), "a1");
+        assert_eq!(p.refresh_tokens(), ["r0"]);
+    }
+
+    #[tokio::test]
+    async fn a_rotated_refresh_token_is_kept_when_the_id_token_fails() {
+        let p = TestProvider::start().await;
+        let store = Arc::new(MemoryStore::new());
+        let m = manager(
+            &p,
+            Duration::from_secs(5),
+            store.clone(),
+            expired("a0", "r0"),
+            4,
+        )
+        .await;
+        // The provider accepts r0, rotates to r1, but sends an ID token that fails.
+        p.push([
+            Reply::tokens("a1", Some("r1"), Some("not-a-jwt")),
+            Reply::tokens("a2", Some("r2"), None),
+        ]);
+        let e = m.access_token().await.expect_err("invalid ID token");
+        assert!(matches!(e, Error::IdToken(_)), "{e}");
+        // Not retried with the used-up r0; r1 stored as the base of the next refresh.
+        assert_eq!(p.refresh_tokens(), ["r0"]);
+        let stored = store.load("alice").await.expect("load").expect("stored");
+        assert_eq!(
+            stored.refresh_token().map(|t| t.expose_secret()),
+            Some("r1")
+        );
+        assert_eq!(stored.access_token().expose_secret(), "a0");
+        let t = m.access_token().await.expect("next refresh");
+        assert_eq!(access(&t), "a2");
+        assert_eq!(p.refresh_tokens(), ["r0", "r1"]);
+    }
+
+    #[tokio::test]
+    async fn an_accepted_refresh_is_never_replayed() {
+        let p = TestProvider::start().await;
+        let m = manager(
+            &p,
+            Duration::from_secs(5),
+            Arc::new(MemoryStore::new()),
+            expired("a0", "r0"),
+            4,
+        )
+        .await;
+        // 2xx without a new refresh token, then the ID token fails: no second request.
+        p.push([Reply::tokens("a1", None, Some("not-a-jwt"))]);
+        m.access_token().await.expect_err("invalid ID token");
+        assert_eq!(p.refresh_tokens(), ["r0"]);
+        // 2xx, then fetching the key set for the ID token fails (a transient error): the
+        // refresh is still not sent again.
+        let id_token = p.id_token_of_unknown_key();
+        p.push([Reply::tokens("a2", None, Some(&id_token))]);
+        let e = m.access_token().await.expect_err("key set unavailable");
+        assert!(e.is_transient(), "{e}");
+        assert_eq!(p.refresh_tokens(), ["r0", "r0"]);
+    }
+
+    #[tokio::test]
+    async fn timeouts_are_not_replayed_but_server_errors_are() {
+        let p = TestProvider::start().await;
+        let m = manager(
+            &p,
+            Duration::from_millis(300),
+            Arc::new(MemoryStore::new()),
+            expired("a0", "r0"),
+            4,
+        )
+        .await;
+        // The provider may have processed a request that timed out: one request only.
+        p.push([Reply::tokens("a1", Some("r1"), None).after(Duration::from_secs(2))]);
+        let e = m.access_token().await.expect_err("timeout");
+        assert!(
+            matches!(e, Error::Timeout { .. }) && e.is_transient(),
+            "{e}"
+        );
+        assert_eq!(p.refresh_tokens(), ["r0"]);
+        // 503 and 429 mean "not processed": sent again at once.
+        p.push([
+            Reply::error(503, "temporarily_unavailable"),
+            Reply::error(429, "slow_down_please"),
+            Reply::tokens("a2", Some("r2"), None),
+        ]);
+        let t = m.access_token().await.expect("third attempt");
+        assert_eq!(access(&t), "a2");
+        assert_eq!(p.refresh_tokens(), ["r0", "r0", "r0", "r0"]);
+    }
+
+    /// Starts a refresh that the provider answers with `reply` after a while, calls
+    /// `replace` while it runs, and returns the manager afterwards.
+    async fn replace_during_refresh(reply: Reply) -> (TestProvider, TokenManager, Result<Token>) {
+        let p = TestProvider::start().await;
+        let m = manager(
+            &p,
+            Duration::from_secs(5),
+            Arc::new(MemoryStore::new()),
+            expired("a0", "r0"),
+            1,
+        )
+        .await;
+        p.push([reply.after(Duration::from_millis(300))]);
+        let received = p.received.notified();
+        let refreshing = tokio::spawn({
+            let m = m.clone();
+            async move { m.access_token().await }
+        });
+        received.await;
+        let replaced = m.replace(fresh("b0", "s0")).await.expect("replace");
+        assert_eq!(access(&replaced), "b0");
+        let refreshed = refreshing.await.expect("join");
+        (p, m, refreshed)
+    }
+
+    #[tokio::test]
+    async fn a_refresh_running_during_replace_cannot_undo_it() {
+        // The old grant is gone: the new login must stay alive.
+        let (_p, m, _) = replace_during_refresh(Reply::error(400, "invalid_grant")).await;
+        assert_eq!(access(&m.current().expect("current")), "b0");
+        let t = m.access_token().await.expect("the new login is alive");
+        assert_eq!(access(&t), "b0");
+
+        // The old grant was refreshed: the new login still wins.
+        let (p, m, _) = replace_during_refresh(Reply::tokens("a1", Some("r1"), None)).await;
+        assert_eq!(access(&m.access_token().await.expect("token")), "b0");
+        let stored = m.inner.store.load("alice").await.expect("load");
+        assert_eq!(stored.expect("stored").access_token().expose_secret(), "b0");
+        assert_eq!(p.refresh_tokens(), ["r0"]);
+    }
 
     #[test]
     fn margins() {

@@ -15,8 +15,9 @@ use crate::http::{Answer, describe_json_error, json_answer};
 const ROUNDING: Duration = Duration::from_secs(1);
 
 /// The tokens of one identity: an access token, usually a refresh token and an ID token,
-/// and when the access token expires (computed from the time the answer was received and
-/// its `expires_in`, never from the token's own claims).
+/// and when the access token expires (computed from the time the request was sent, which
+/// is before the provider made the answer, and its `expires_in`, never from the token's
+/// own claims).
 ///
 /// `Debug` shows no token value.
 #[derive(Clone)]
@@ -116,8 +117,8 @@ impl TokenSet {
         self.subject = subject;
     }
 
-    /// The set built from a token endpoint answer received at `received_at`. The refresh
-    /// token, ID token, scope and subject of `previous` are kept when the answer carries
+    /// The set built from a token endpoint answer to a request sent at `received_at`. The
+    /// refresh token, ID token, scope and subject of `previous` are kept when the answer carries
     /// none (a refresh answer may omit the refresh token: the old one stays valid).
     ///
     /// `expires_in` is whole seconds of the provider's clock floored to the second, so the

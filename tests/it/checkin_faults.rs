@@ -199,3 +199,94 @@ async fn manager_serves_the_old_token_when_a_refresh_brings_a_forged_id_token() 
         2
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn id_token_faults_under_rotation_keep_the_grant_alive() {
+    // Each fault: the provider really refreshes (and rotates the refresh token), then the
+    // answer's ID token fails. The new refresh token must be kept: sending the used-up one
+    // again would revoke the whole grant.
+    let p = provider(true, 60);
+    let c = client(&p).await;
+    let m = manager(&p, &c, "rita").await;
+    let mut token = m.access_token().await.expect("token");
+    for (fault, what) in [
+        (Fault::IdTokenOtherKey, "key"),
+        (Fault::IdTokenWrongAudience, "aud"),
+        (Fault::IdTokenAlgNone, "none"),
+    ] {
+        p.arm_fault(fault, 1).expect("arm");
+        let served = m.force_refresh(&token).await.expect("old token served");
+        assert_eq!(served.generation(), token.generation(), "{what}");
+        let next = m
+            .force_refresh(&token)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: the grant survived: {e}"));
+        assert_eq!(next.generation(), token.generation() + 1, "{what}");
+        token = next;
+    }
+    // Three faulty and three clean refreshes reached the provider, none replayed.
+    let counters = p.counters().expect("counters");
+    assert_eq!(counters["grants"]["fault:refresh_token"], 3);
+    assert_eq!(counters["grants"][REFRESH_GRANT], 6);
+    assert!(
+        c.introspect(token.access_token(), None)
+            .await
+            .expect("introspect")
+            .active
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refresh_processed_then_timed_out_is_not_replayed() {
+    // The provider uses up (rotates) the refresh token, then answers after the client gave
+    // up. Replaying the old refresh token at once would revoke the grant on the spot; the
+    // manager instead reports the typed transient error and sends nothing more.
+    let p = provider(true, 2);
+    let c = CheckinClient::builder(oidc::CLIENT_ID)
+        .secret(oidc::CLIENT_SECRET.into())
+        .leeway(Duration::ZERO)
+        .http(http(Duration::from_millis(500)))
+        .discover(&p.issuer())
+        .await
+        .expect("discovery");
+    let m = manager(&p, &c, "sam").await;
+    arm_raw_fault(&p, r#"{"kind":"slow_processed","count":1,"delay_ms":1500}"#).await;
+    wait_expired(&m).await;
+    let e = m.access_token().await.expect_err("timed out");
+    assert!(
+        matches!(
+            e,
+            Error::Timeout {
+                endpoint: Endpoint::Token,
+                ..
+            }
+        ) && e.is_transient(),
+        "{e}"
+    );
+    let counters = p.counters().expect("counters");
+    assert_eq!(counters["grants"]["fault:refresh_token"], 1);
+    assert_eq!(counters["grants"][REFRESH_GRANT], 1, "no replay");
+    // What cannot be avoided: the new refresh token never arrived, so the next refresh can
+    // only send the used-up one, and the provider ends the grant (a typed "log in again").
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let e = m.access_token().await.expect_err("grant gone");
+    assert!(e.needs_login(), "{e}");
+}
+
+/// Arms a fault the harness has no variant for, through the provider's test endpoint.
+async fn arm_raw_fault(p: &oidc::OidcProvider, body: &'static str) {
+    let issuer = url::Url::parse(&p.issuer()).expect("issuer");
+    let url = format!(
+        "http://{}:{}/test/fault",
+        issuer.host_str().expect("host"),
+        issuer.port().expect("port")
+    );
+    let answer = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("arm");
+    assert!(answer.status().is_success(), "{}", answer.status());
+}

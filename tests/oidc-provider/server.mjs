@@ -9,6 +9,9 @@
 // - Interactions approve themselves: the user is the login_hint.
 // - Test-only endpoints under /test: approve or deny a device user_code, read counters of
 //   token-endpoint requests by grant type, arm faults of the token endpoint.
+//   ID-token faults process the request for real (rotating the refresh token if rotation is
+//   on) and swap in a crafted ID token; `slow_processed` processes the request for real and
+//   answers only after delay_ms; `slow` waits, then answers 503 without processing.
 //
 // Environment: PORT (0 = any), STATE_DIR (signing keys kept there across restarts),
 // ROTATE (0/1), ACCESS_TTL (seconds). Prints "READY <issuer>" on stdout when listening;
@@ -239,8 +242,21 @@ const json = (res, status, body, headers = {}) => {
 };
 const sleep = (ms) => new Promise((r) => { setTimeout(r, ms); });
 
-// A token answer around a crafted ID token, for the ID-token faults.
-async function craftedAnswer(kind, form) {
+// Sends a token request on to the provider itself, past the fault: the real answer (a
+// refresh token is really used up, and rotated if rotation is on).
+async function realAnswer(req, raw) {
+  const headers = {
+    'content-type': req.headers['content-type'] ?? 'application/x-www-form-urlencoded',
+    'x-test-no-fault': '1',
+  };
+  if (req.headers.authorization) headers.authorization = req.headers.authorization;
+  const r = await fetch(`http://127.0.0.1:${server.address().port}${PREFIX}${OIDC}/token`, { method: 'POST', headers, body: raw });
+  return { status: r.status, body: await r.text() };
+}
+
+// A crafted ID token for the ID-token faults, for the user of the refresh token in `form`
+// (read before the real answer uses the token up).
+async function craftedIdToken(kind, form) {
   const provider = server.provider;
   const rt = form.get('refresh_token') ? await provider.RefreshToken.find(form.get('refresh_token')) : undefined;
   const now = Math.floor(Date.now() / 1000);
@@ -262,29 +278,36 @@ async function craftedAnswer(kind, form) {
       .setProtectedHeader({ alg: 'RS256', kid: key.kid, typ: 'JWT' })
       .sign(await jose.importJWK(key, 'RS256'));
   }
-  return {
-    access_token: randomBytes(24).toString('base64url'),
-    token_type: 'Bearer',
-    expires_in: accessTtl,
-    refresh_token: form.get('refresh_token') ?? undefined,
-    id_token: idToken,
-  };
+  return idToken;
 }
 
 async function injectFault(req, res) {
   const f = fault;
   f.remaining -= 1;
   if (f.remaining <= 0) fault = null;
-  const form = new URLSearchParams(await readBody(req));
+  const raw = await readBody(req);
+  const form = new URLSearchParams(raw);
   bump(counters.grants, `fault:${form.get('grant_type')}`);
   switch (f.kind) {
     case 'status500': return json(res, 500, '<html>internal error</html>', { 'content-type': 'text/html' });
     case 'slow': await sleep(f.delayMs); return json(res, 503, '<html>too late</html>', { 'content-type': 'text/html' });
     case 'malformed': return json(res, 200, '{"access_token": "abc", "token_type": ');
     case 'redirect': return json(res, 302, '', { location: 'http://127.0.0.1:9/stolen' });
-    default:
+    // Processed for real (a refresh token used up and rotated), then answered too late.
+    case 'slow_processed': {
+      const real = await realAnswer(req, raw);
+      await sleep(f.delayMs);
+      return json(res, real.status, real.body);
+    }
+    default: {
+      // The real answer (the refresh really done, rotated if rotation is on), its ID token
+      // swapped for a crafted one.
+      const idToken = await craftedIdToken(f.kind, form);
+      const real = await realAnswer(req, raw);
+      if (real.status !== 200) return json(res, real.status, real.body);
       if (f.kind === 'id_token_rotated_key') publishRotatedKey = true;
-      return json(res, 200, await craftedAnswer(f.kind, form));
+      return json(res, 200, { ...JSON.parse(real.body), id_token: idToken });
+    }
   }
 }
 
@@ -345,7 +368,8 @@ async function handle(req, res) {
     if (url.pathname === `${PREFIX}${OIDC}/certs` && publishRotatedKey) {
       return json(res, 200, { keys: [publicJwk(jwk.main), publicJwk(jwk.rotated)] });
     }
-    if (url.pathname === `${PREFIX}${OIDC}/token` && req.method === 'POST' && fault) return await injectFault(req, res);
+    if (url.pathname === `${PREFIX}${OIDC}/token` && req.method === 'POST' && fault
+      && !req.headers['x-test-no-fault']) return await injectFault(req, res);
     req.originalUrl = req.url;
     req.url = req.url.slice(PREFIX.length) || '/';
     return server.callback(req, res);
