@@ -11,7 +11,8 @@
 //! (RFC 3986 style) for every byte outside printable ASCII, for `%` itself, and for a
 //! leading or trailing space: `zoë` becomes `zo%C3%AB`. The encoding is reversible, leaves
 //! plain ASCII names untouched, and makes it impossible for a hostile name (one containing
-//! a newline, say) to inject fields into the message.
+//! a newline, say) to inject fields into the message. A value the loader would read as null
+//! (`none`, `null`) gets its first letter encoded (`%6Eone`).
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -71,8 +72,17 @@ pub const MAX_FIELD_LEN: usize = 255;
 /// Largest CpuCount in thousandths (DECIMAL(10,3)).
 pub const MAX_CPU_COUNT_MILLI: i64 = 9_999_999_999;
 
-/// Makes a value safe for an APEL message (see the module documentation).
+/// Latest time APEL's loader can store (9999-12-31T23:59:59Z).
+pub const MAX_TIME: i64 = 253_402_300_799;
+
+/// Makes a value safe for an APEL message (see the module documentation). A value the
+/// loader would read as null (`none`, `null`, any case) gets its first letter encoded, so
+/// that a user called `None` is still a user.
 pub fn ascii_field(value: &str) -> String {
+    if value.eq_ignore_ascii_case("none") || value.eq_ignore_ascii_case("null") {
+        let (first, rest) = value.split_at(1);
+        return format!("%{:02X}{rest}", first.as_bytes()[0]);
+    }
     encode(value).into_owned()
 }
 
@@ -100,7 +110,7 @@ fn is_null_word(v: &str) -> bool {
     v.is_empty() || v.eq_ignore_ascii_case("none") || v.eq_ignore_ascii_case("null")
 }
 
-fn check_text(field: &str, value: &str, mandatory: bool) -> Result<(), String> {
+pub(crate) fn check_text(field: &str, value: &str, mandatory: bool) -> Result<(), String> {
     if mandatory && is_null_word(value) {
         return Err(format!("{field} is mandatory but is {value:?}"));
     }
@@ -149,6 +159,15 @@ pub fn validate(r: &CloudRecord) -> Result<(), String> {
     ] {
         if value < 0 {
             return Err(format!("{field} is negative ({value})"));
+        }
+    }
+    for (field, value) in [
+        ("RecordCreateTime", Some(r.record_create_time)),
+        ("StartTime", Some(r.start_time)),
+        ("EndTime", r.end_time),
+    ] {
+        if value.is_some_and(|v| v > MAX_TIME) {
+            return Err(format!("{field} is after the year 9999"));
         }
     }
     if let Some(end) = r.end_time {

@@ -159,6 +159,7 @@ impl Filter {
     pub const DEFAULT: &'static str = "pod=~'jupyter-.*'";
 
     /// Wraps a matcher list. Braces are refused so that the filter can only add matchers.
+    /// An empty list selects every pod (`kube_pod_created{}` is valid PromQL).
     pub fn new(text: impl Into<String>) -> Result<Self> {
         let text = text.into();
         if text.contains(['{', '}']) {
@@ -600,7 +601,8 @@ mod tests {
             f.with("phase='Running'"),
             "pod=~'jupyter-.*',phase='Running'"
         );
-        assert_eq!(Filter::new("").unwrap().with("a='b'"), "a='b'");
+        assert_eq!(Filter::new("x='y'").unwrap().with(""), "x='y'");
+        assert_eq!(Filter::new(" ").unwrap().with(""), "");
         assert!(Filter::new("pod='x'}").is_err());
     }
 }

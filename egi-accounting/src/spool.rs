@@ -6,8 +6,9 @@
 //! 14 lowercase hex digits (`%08x` seconds, `%05x` microseconds, one digit from the PID).
 //! An element is written to `<name>.tmp`, synced, hard-linked to its final name (a fresh
 //! name on `EEXIST`) and the temporary file unlinked, so a reader never sees a partial
-//! element. A [`Sink::deliver`] call is all or nothing: if one message cannot be written,
-//! the elements this call already added are removed again.
+//! element. A run's messages stay temporary files until [`Sink::commit`] links them all, so
+//! a run that fails while writing leaves nothing the sender could pick up, and a failure
+//! while linking removes what that commit linked.
 //!
 //! python-dirq is a small on-disk protocol with no Rust implementation, hence this module.
 
@@ -56,7 +57,7 @@ pub trait Sink {
 pub struct DirqSpool {
     path: PathBuf,
     rndhex: u32,
-    pending: Vec<ElementName>,
+    pending: Vec<Staged>,
     #[cfg(test)]
     fail_after: Option<usize>,
 }
@@ -101,6 +102,13 @@ impl DirqSpool {
 
     /// Adds one element atomically.
     pub fn add(&self, body: &[u8]) -> Result<ElementName> {
+        let staged = self.stage(body)?;
+        self.publish(&staged)
+    }
+
+    /// Writes `body` to a synced `<name>.tmp` in the current intermediate directory: not
+    /// yet an element (readers ignore `.tmp`; python-dirq purges stale ones after 300 s).
+    fn stage(&self, body: &[u8]) -> Result<Staged> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -109,7 +117,6 @@ impl DirqSpool {
         let dir = self.path.join(&dir_name);
         fs::create_dir_all(&dir)
             .map_err(|e| Error::io("cannot create spool directory", &dir, e))?;
-
         let mut micros = now.subsec_micros();
         let (tmp, mut file) = loop {
             let tmp = dir.join(format!("{}.tmp", self.element(secs, micros)));
@@ -127,25 +134,38 @@ impl DirqSpool {
             let _ = fs::remove_file(&tmp);
             return Err(Error::io("cannot write spool element", &tmp, e));
         }
+        Ok(Staged {
+            dir,
+            dir_name,
+            tmp,
+            secs,
+            micros,
+        })
+    }
+
+    /// Hard-links a staged file to a fresh element name and removes the temporary name.
+    fn publish(&self, staged: &Staged) -> Result<ElementName> {
+        let mut micros = staged.micros;
         let name = loop {
-            let name = self.element(secs, micros);
-            match fs::hard_link(&tmp, dir.join(&name)) {
+            let name = self.element(staged.secs, micros);
+            match fs::hard_link(&staged.tmp, staged.dir.join(&name)) {
                 Ok(()) => break name,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     micros = (micros + 1) % 1_000_000
                 }
-                Err(e) => {
-                    let _ = fs::remove_file(&tmp);
-                    return Err(Error::io("cannot link spool element", &tmp, e));
-                }
+                Err(e) => return Err(Error::io("cannot link spool element", &staged.tmp, e)),
             }
         };
-        fs::remove_file(&tmp).map_err(|e| Error::io("cannot remove temporary element", &tmp, e))?;
+        // The element exists now: a temporary name left behind is harmless (readers skip it
+        // and python-dirq purges it), so failing to remove it must not fail the add.
+        if let Err(e) = fs::remove_file(&staged.tmp) {
+            tracing::warn!(file = %staged.tmp.display(), error = %e, "cannot remove temporary spool file");
+        }
         // Make the new directory entry durable before reporting success.
-        if let Ok(d) = File::open(&dir) {
+        if let Ok(d) = File::open(&staged.dir) {
             let _ = d.sync_all();
         }
-        Ok(ElementName(format!("{dir_name}/{name}")))
+        Ok(ElementName(format!("{}/{name}", staged.dir_name)))
     }
 
     fn element(&self, secs: u64, micros: u32) -> String {
@@ -164,6 +184,18 @@ impl DirqSpool {
     }
 }
 
+/// A message written to a temporary file, not yet an element.
+#[derive(Debug, Clone)]
+struct Staged {
+    dir: PathBuf,
+    dir_name: String,
+    tmp: PathBuf,
+    secs: u64,
+    micros: u32,
+}
+
+/// Messages are staged as temporary files while a run writes them, and only become
+/// elements at [`Sink::commit`]: the sender never sees part of a run that then fails.
 impl Sink for DirqSpool {
     fn write(&mut self, message: &ApelMessage) -> Result<()> {
         #[cfg(test)]
@@ -174,22 +206,39 @@ impl Sink for DirqSpool {
                 io::Error::other("test"),
             ));
         }
-        let name = self.add(message.as_str().as_bytes())?;
-        self.pending.push(name);
+        let staged = self.stage(message.as_str().as_bytes())?;
+        self.pending.push(staged);
         Ok(())
     }
 
     fn commit(&mut self) -> Result<()> {
-        tracing::info!(spool = %self.path.display(), messages = self.pending.len(), "messages spooled");
+        let mut published = Vec::with_capacity(self.pending.len());
+        for staged in &self.pending {
+            match self.publish(staged) {
+                Ok(name) => published.push(name),
+                Err(e) => {
+                    // Take back what this commit already published; roll_back removes
+                    // the staged files.
+                    for name in &published {
+                        if let Err(undo) = self.remove(name) {
+                            tracing::error!(element = name.as_str(), error = %undo, "cannot roll back spool element");
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        tracing::info!(spool = %self.path.display(), messages = published.len(), "messages spooled");
         self.pending.clear();
         Ok(())
     }
 
     fn roll_back(&mut self) {
-        for name in self.pending.drain(..) {
-            let path = self.path.join(&name.0);
-            if let Err(e) = fs::remove_file(&path) {
-                tracing::error!(element = name.as_str(), error = %e, "cannot roll back spool element");
+        for staged in self.pending.drain(..) {
+            if let Err(e) = fs::remove_file(&staged.tmp) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    tracing::error!(file = %staged.tmp.display(), error = %e, "cannot remove staged spool file");
+                }
             }
         }
     }
@@ -310,6 +359,26 @@ mod tests {
         assert_eq!(spool.deliver(&three_messages()).unwrap(), 3);
         spool.roll_back();
         assert_eq!(elements(spool.path()).len(), 3);
+    }
+
+    #[test]
+    fn written_messages_are_not_elements_until_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = DirqSpool::open(dir.path()).unwrap();
+        for m in &three_messages() {
+            spool.write(m).unwrap();
+        }
+        let files = elements(spool.path());
+        assert_eq!(files.len(), 3);
+        assert!(
+            files
+                .iter()
+                .all(|f| f.extension().is_some_and(|e| e == "tmp"))
+        );
+        spool.commit().unwrap();
+        let files = elements(spool.path());
+        assert_eq!(files.len(), 3);
+        assert!(files.iter().all(|f| f.extension().is_none()), "{files:?}");
     }
 
     #[test]

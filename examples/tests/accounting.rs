@@ -151,6 +151,29 @@ fn permanent_failures_exit_1_and_leave_nothing() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("cannot create spool directory"));
 
+    // An existing spool whose intermediate directory can't be made (a file has its name):
+    // the run fails and leaves neither elements nor temporary files.
+    let spool = dir.path().join("outgoing");
+    std::fs::create_dir(&spool).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for minute in [now - now % 60, now - now % 60 + 60] {
+        std::fs::write(spool.join(format!("{minute:08x}")), "in the way").unwrap();
+    }
+    let out = accounting(
+        &["--snapshot", sample().to_str().unwrap()],
+        &[("APEL_SPOOL", spool.to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("cannot create spool directory"));
+    assert_eq!(
+        std::fs::read_dir(&spool).unwrap().count(),
+        2,
+        "only the two blocking files"
+    );
+
     let bad = dir.path().join("bad.om");
     std::fs::write(
         &bad,

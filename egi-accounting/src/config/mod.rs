@@ -108,8 +108,12 @@ impl Config {
                 .filter(|v| !v.is_empty()))
         };
 
+        // As in the Python tool, any verbose value but a true one means "not verbose".
         let verbose = match lookup("default", "verbose", Some("VERBOSE"))? {
-            Some(v) => parse_bool("verbose", &v)?,
+            Some(v) => parse_bool("verbose", &v).unwrap_or_else(|_| {
+                tracing::warn!(value = %v, "verbose is not a boolean: taken as false");
+                false
+            }),
             None => false,
         };
         let defaults = RecordConfig::default();
@@ -150,10 +154,22 @@ impl Config {
         for (vo, values) in ini.items("VO")? {
             vo_map.insert(&vo, &values.replace('\n', ","))?;
         }
+        for (key, value) in [
+            ("site", Some(site.trim())),
+            ("cloud_type", Some(cloud_type.trim())),
+            ("cloud_compute_service", None),
+        ] {
+            if let Some(v) = value {
+                crate::apel::check_text(key, v, true).map_err(Error::Config)?;
+            }
+        }
         let records = RecordConfig {
             site: site.trim().to_owned(),
             cloud_type: cloud_type.trim().to_owned(),
-            cloud_compute_service: text_opt("default", "cloud_compute_service", Some("SERVICE"))?,
+            cloud_compute_service: text_opt("default", "cloud_compute_service", Some("SERVICE"))?
+                .map(|v| crate::apel::check_text("cloud_compute_service", &v, false).map(|()| v))
+                .transpose()
+                .map_err(Error::Config)?,
             fqan_key,
             vo_map,
             default_cpu_count,
@@ -172,6 +188,11 @@ impl Config {
         let mut prometheus = PrometheusConfig::new(url);
         let user = text_opt("prometheus", "user", None)?;
         let password = lookup("prometheus", "password", None)?.unwrap_or_default();
+        if user.is_none() && !password.is_empty() {
+            tracing::warn!(
+                "[prometheus] password is set without user: no basic authentication is sent"
+            );
+        }
         let token = text_opt("prometheus", "token", Some("PROMETHEUS_TOKEN"))?;
         prometheus.auth = match (user, token) {
             (Some(_), Some(_)) => {
@@ -186,11 +207,20 @@ impl Config {
             (None, Some(token)) => Auth::Bearer(SecretString::from(token)),
             (None, None) => Auth::None,
         };
-        if let Some(v) = lookup("prometheus", "verify", Some("SSL_VERIFY"))? {
-            prometheus.verify_tls = parse_bool("verify", &v)?;
-        }
         prometheus.ca_cert =
             text_opt("prometheus", "ca_cert", Some("PROMETHEUS_CA_CERT"))?.map(PathBuf::from);
+        if let Some(v) = lookup("prometheus", "verify", Some("SSL_VERIFY"))? {
+            // `verify = /path/ca.pem` (the requests convention) means: verify, with this CA.
+            // Anything else that is not a boolean is refused rather than read as "off".
+            match parse_bool("verify", &v) {
+                Ok(b) => prometheus.verify_tls = b,
+                Err(_) if Path::new(v.trim()).is_file() && prometheus.ca_cert.is_none() => {
+                    prometheus.verify_tls = true;
+                    prometheus.ca_cert = Some(PathBuf::from(v.trim()));
+                }
+                Err(e) => return Err(e),
+            }
+        }
         if let Some(v) = text_opt("prometheus", "timeout", Some("PROMETHEUS_TIMEOUT"))? {
             let secs: f64 = parse_num("timeout", &v)?;
             prometheus.timeout = Duration::try_from_secs_f64(secs)

@@ -126,7 +126,7 @@ fn defaults_verify_tls_and_send_no_credentials() {
 fn bearer_token_from_environment() {
     let c = Config::from_ini_str("", env(&[("PROMETHEUS_TOKEN", "tok")])).unwrap();
     assert!(matches!(&c.prometheus.auth, Auth::Bearer(t) if t.expose_secret() == "tok"));
-    assert!(!format!("{c:?}").contains("tok\""));
+    assert!(!format!("{c:?}").contains("tok"));
 }
 
 #[test]
@@ -152,6 +152,9 @@ fn bad_values_are_named() {
         ("", vec![("SITENAME", " ")], "site"),
         ("", vec![("MAX_RECORDS", "0")], "max_records"),
         ("", vec![("UNITS", "kb")], "units"),
+        ("", vec![("SITENAME", "Zürich")], "site"),
+        ("", vec![("SERVICE", "a\tb")], "cloud_compute_service"),
+        ("", vec![("SSL_VERIFY", "/nonexistent/ca.pem")], "verify"),
     ] {
         let e = Config::from_ini_str(text, env(&vars))
             .unwrap_err()
@@ -164,4 +167,19 @@ fn bad_values_are_named() {
 fn missing_file_is_an_error_naming_it() {
     let e = Config::load(Some(Path::new("/nonexistent/config.ini")), env(&[])).unwrap_err();
     assert!(e.to_string().contains("/nonexistent/config.ini"));
+}
+
+#[test]
+fn python_leniency_where_it_is_safe() {
+    let c = Config::from_ini_str("[default]\nverbose=2\n", env(&[])).unwrap();
+    assert!(
+        !c.verbose,
+        "verbose other than a true value is false, as in Python"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "x").unwrap();
+    let c = Config::from_ini_str("", env(&[("SSL_VERIFY", ca.to_str().unwrap())])).unwrap();
+    assert!(c.prometheus.verify_tls);
+    assert_eq!(c.prometheus.ca_cert.as_deref(), Some(ca.as_path()));
 }

@@ -141,7 +141,7 @@ impl PrometheusSource {
         }
         if !config.verify_tls {
             tracing::warn!(
-                url = %config.url,
+                url = %endpoint,
                 "TLS certificate verification of Prometheus is disabled"
             );
             builder = builder.danger_accept_invalid_certs(true);

@@ -226,11 +226,12 @@ impl Joiner {
             ),
             ("kube_pod_annotations", self.annotations.keys().collect()),
         ] {
-            let orphans: Vec<&str> = uids
+            let mut orphans: Vec<&str> = uids
                 .into_iter()
                 .filter(|u| !self.pods.contains_key(u))
                 .map(|u| self.strings.name(*u))
                 .collect();
+            orphans.sort_unstable();
             if let Some(first) = orphans.first() {
                 tracing::warn!(
                     metric,
@@ -334,6 +335,16 @@ impl Joiner {
         } else {
             return (skip(SkipReason::NoCpuCount), false);
         };
+        // A creation time after the evaluation time (or before 1970) is broken data: APEL
+        // would reject the whole message over one such record.
+        if !(0.0..=(at.as_millis() as f64 / 1000.0)).contains(&created) {
+            return (
+                skip(SkipReason::Invalid(format!(
+                    "creation time {created} is not between 1970 and the evaluation time"
+                ))),
+                false,
+            );
+        }
         let lower_bound = get(Usage::CounterResets) > 0.0;
         let start = created.trunc() as i64;
         let life = status::lifecycle(start, self.running.get(&uid).copied().flatten(), at);

@@ -53,8 +53,8 @@ pub fn lifecycle(start: i64, last_running: Option<Timestamp>, now: Timestamp) ->
     match last_running {
         Some(last) => {
             let end = last.as_secs();
-            let wall = end - start;
-            if now_ms - end * 1000 > COMPLETED_AFTER_SECS * 1000 {
+            let wall = end.saturating_sub(start);
+            if now_ms.saturating_sub(end.saturating_mul(1000)) > COMPLETED_AFTER_SECS * 1000 {
                 Lifecycle {
                     status: Status::Completed,
                     end: Some(end),
@@ -68,11 +68,15 @@ pub fn lifecycle(start: i64, last_running: Option<Timestamp>, now: Timestamp) ->
                 }
             }
         }
-        None if now_ms - start * 1000 < NEVER_RUNNING_GRACE_SECS * 1000 => Lifecycle {
-            status: Status::Started,
-            end: None,
-            wall: 0,
-        },
+        None if now_ms.saturating_sub(start.saturating_mul(1000))
+            < NEVER_RUNNING_GRACE_SECS * 1000 =>
+        {
+            Lifecycle {
+                status: Status::Started,
+                end: None,
+                wall: 0,
+            }
+        }
         None => Lifecycle {
             status: Status::Completed,
             end: Some(start),
@@ -125,6 +129,14 @@ mod tests {
         assert_eq!(l.status, Status::Completed);
         assert_eq!(l.end, Some(START + 10));
         assert_eq!(l.wall, 10);
+    }
+
+    #[test]
+    fn absurd_times_do_not_overflow() {
+        let l = lifecycle(i64::MAX, None, at(START));
+        assert_eq!(l.status, Status::Started);
+        let l = lifecycle(i64::MIN, Some(Timestamp::from_millis(i64::MAX)), at(START));
+        assert_eq!(l.wall, i64::MAX);
     }
 
     #[test]

@@ -335,3 +335,21 @@ fn folding_rows_twice_or_in_any_order_changes_nothing() {
         "the greater annotations win"
     );
 }
+
+#[test]
+fn absurd_creation_times_skip_the_pod_instead_of_poisoning_the_message() {
+    for created in [1e19, -1e19, -5.0, (T0 + 5000) as f64] {
+        let mut a = Answers::default();
+        add_pod(&mut a, "ok", None, None);
+        add_pod(&mut a, "bad", None, None);
+        a.pods[1].created = created;
+        let built = build_records(&a, &RecordConfig::default(), at(T0 + 1000));
+        assert_eq!(built.records.len(), 1, "{created}");
+        assert_eq!(built.records[0].vm_uuid, "uid-ok");
+        assert!(
+            matches!(&built.skipped[0].reason, SkipReason::Invalid(w) if w.contains("creation time")),
+            "{created}: {:?}",
+            built.skipped
+        );
+    }
+}
