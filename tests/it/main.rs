@@ -4,6 +4,7 @@
 //! stops them when done. Peers must be on `PATH`: `.ci/install-peers` installs them.
 
 mod accounting_job;
+mod accounting_tls;
 mod checkin_concurrency;
 mod checkin_faults;
 mod checkin_flows;
