@@ -4,16 +4,20 @@
 //! kube-state-metrics and cAdvisor put into Prometheus, and written where the APEL SSM
 //! sender picks them up. A drop-in replacement for the Python
 //! `egi-notebooks-accounting-dump` job: it reads the same INI file and environment
-//! variables and asks Prometheus the same questions, but joins usage on namespace + pod,
-//! maps VOs correctly, sends cASO's units, validates every record and bounds message size.
+//! variables and asks Prometheus the same questions, but joins usage on namespace + pod (and
+//! the pod UID of the cgroup path), maps VOs correctly, sends cASO's units, validates every
+//! record and bounds message size.
 //!
 //! The pipeline, each step a module:
 //!
-//! 1. [`metrics`]: the questions, asked of a [`MetricsSource`]: [`prometheus::PrometheusSource`]
-//!    (HTTP API) or [`snapshot::SnapshotSource`] (an OpenMetrics history file).
-//! 2. [`record`]: pure functions that turn the answers into validated [`record::CloudRecord`]s.
+//! 1. [`metrics`]: the questions ([`query`] holds their PromQL), asked of a [`MetricsSource`]:
+//!    [`prometheus::PrometheusSource`] (HTTP API, answers streamed in batches) or
+//!    [`snapshot::SnapshotSource`] (an OpenMetrics history file).
+//! 2. [`record`]: pure functions that turn the answers into validated [`record::CloudRecord`]s;
+//!    [`record::Joiner`] folds answers in as they arrive, in any order.
 //! 3. [`apel`]: APEL `v0.4` messages of bounded size, ASCII only.
-//! 4. [`spool`]: a python-dirq `QueueSimple` spool written atomically, or any [`spool::Sink`].
+//! 4. [`spool`]: a python-dirq `QueueSimple` spool written atomically (a run's messages become
+//!    elements only once all are written), or any [`spool::Sink`].
 //!
 //! [`config`] reads the Python tool's configuration and [`job`] runs the whole pipeline.
 //!
