@@ -79,7 +79,7 @@ pub const MAX_TIME: i64 = 253_402_300_799;
 /// loader would read as null (`none`, `null`, any case) gets its first letter encoded, so
 /// that a user called `None` is still a user.
 pub fn ascii_field(value: &str) -> String {
-    if value.eq_ignore_ascii_case("none") || value.eq_ignore_ascii_case("null") {
+    if !value.is_empty() && is_null_word(value) {
         let (first, rest) = value.split_at(1);
         return format!("%{:02X}{rest}", first.as_bytes()[0]);
     }

@@ -368,7 +368,7 @@ impl Usage {
     ];
 
     /// The metric names this question reads.
-    pub fn metric_names(self) -> &'static [&'static str] {
+    pub const fn metric_names(self) -> &'static [&'static str] {
         match self {
             Usage::CpuSeconds => &["container_cpu_usage_seconds_total"],
             Usage::PeakMemoryBytes => &["container_memory_max_usage_bytes"],
@@ -435,17 +435,8 @@ pub trait MetricsSource: Send + Sync {
         question: crate::query::Question,
         sink: &'a mut (dyn FnMut(Answer) + Send),
     ) -> BoxFuture<'a, Result<()>> {
-        use crate::query::Question;
         Box::pin(async move {
-            let answer = match question {
-                Question::Pods => Answer::Pods(self.pods(window).await?),
-                Question::Running => Answer::Running(self.running(window).await?),
-                Question::Annotations => Answer::Annotations(self.annotations(window).await?),
-                Question::Images => Answer::Images(self.images(window).await?),
-                Question::CpuRequests => Answer::CpuRequests(self.cpu_requests(window).await?),
-                Question::Usage(u) => Answer::Usage(u, self.usage(window, u).await?),
-            };
-            sink(answer);
+            sink(answer(self, window, question).await?);
             Ok(())
         })
     }
@@ -476,6 +467,26 @@ pub struct Answers {
     pub counter_resets: Vec<ByPod>,
 }
 
+impl Answers {
+    /// Puts an answer (or a batch of one) in its place.
+    pub fn add(&mut self, answer: Answer) {
+        match answer {
+            Answer::Pods(rows) => self.pods.extend(rows),
+            Answer::Running(rows) => self.running.extend(rows),
+            Answer::Annotations(rows) => self.annotations.extend(rows),
+            Answer::Images(rows) => self.images.extend(rows),
+            Answer::CpuRequests(rows) => self.cpu_requests.extend(rows),
+            Answer::Usage(u, rows) => match u {
+                Usage::CpuSeconds => self.cpu_seconds.extend(rows),
+                Usage::PeakMemoryBytes => self.peak_memory.extend(rows),
+                Usage::NetworkReceivedBytes => self.network_received.extend(rows),
+                Usage::NetworkTransmittedBytes => self.network_transmitted.extend(rows),
+                Usage::CounterResets => self.counter_resets.extend(rows),
+            },
+        }
+    }
+}
+
 /// One answer, tagged with its question.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -500,6 +511,15 @@ pub async fn ask(
     window: &Window,
     question: crate::query::Question,
 ) -> Result<Answer> {
+    answer(source, window, question).await
+}
+
+/// The one place that maps a question to its [`MetricsSource`] method.
+async fn answer<S: MetricsSource + ?Sized>(
+    source: &S,
+    window: &Window,
+    question: crate::query::Question,
+) -> Result<Answer> {
     use crate::query::Question;
     Ok(match question {
         Question::Pods => Answer::Pods(source.pods(window).await?),
@@ -514,28 +534,15 @@ pub async fn ask(
 /// Asks every question concurrently and gathers the answers. The first error wins and
 /// the other questions are dropped: a run is all or nothing.
 pub async fn ask_all(source: &dyn MetricsSource, window: &Window) -> Result<Answers> {
-    let (pods, running, annotations, images, cpu_requests, usage) = tokio::try_join!(
-        source.pods(window),
-        source.running(window),
-        source.annotations(window),
-        source.images(window),
-        source.cpu_requests(window),
-        futures_util::future::try_join_all(Usage::ALL.map(|u| source.usage(window, u))),
-    )?;
-    let mut usage = usage.into_iter();
-    let mut next = || usage.next().unwrap_or_default();
-    Ok(Answers {
-        pods,
-        running,
-        annotations,
-        images,
-        cpu_requests,
-        cpu_seconds: next(),
-        peak_memory: next(),
-        network_received: next(),
-        network_transmitted: next(),
-        counter_resets: next(),
-    })
+    let answers = futures_util::future::try_join_all(
+        crate::query::Question::ALL.map(|q| ask(source, window, q)),
+    )
+    .await?;
+    let mut all = Answers::default();
+    for a in answers {
+        all.add(a);
+    }
+    Ok(all)
 }
 
 #[cfg(test)]

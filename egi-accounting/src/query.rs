@@ -50,6 +50,18 @@ impl Question {
         Question::Usage(Usage::NetworkTransmittedBytes),
         Question::Usage(Usage::CounterResets),
     ];
+
+    /// The metric names this question reads.
+    pub const fn metric_names(self) -> &'static [&'static str] {
+        match self {
+            Question::Pods => &["kube_pod_created"],
+            Question::Running => &["kube_pod_status_phase"],
+            Question::Annotations => &["kube_pod_annotations"],
+            Question::Images => &["kube_pod_container_info"],
+            Question::CpuRequests => &["kube_pod_container_resource_requests"],
+            Question::Usage(u) => u.metric_names(),
+        }
+    }
 }
 
 /// Matchers that keep real containers only (not the pod cgroup, not the sandbox).
@@ -69,24 +81,18 @@ fn with_uid(expr: &str) -> String {
 pub fn promql(question: Question, window: &Window) -> String {
     let f = &window.filter;
     let r = window.range.as_str();
+    let m = question.metric_names()[0];
     match question {
-        Question::Pods => format!("last_over_time(kube_pod_created{{{}}}[{r}])", f.with("")),
-        Question::Running => format!(
-            "kube_pod_status_phase{{{}}}[{r}]",
-            f.with("phase='Running'")
-        ),
-        Question::Annotations => {
-            format!(
-                "last_over_time(kube_pod_annotations{{{}}}[{r}])",
-                f.with("")
-            )
+        Question::Pods | Question::Annotations => {
+            format!("last_over_time({m}{{{}}}[{r}])", f.with(""))
         }
+        Question::Running => format!("{m}{{{}}}[{r}]", f.with("phase='Running'")),
         Question::Images => format!(
-            "last_over_time(kube_pod_container_info{{{}}}[{r}])",
+            "last_over_time({m}{{{}}}[{r}])",
             f.with("container='notebook'")
         ),
         Question::CpuRequests => format!(
-            "sum by (uid) (max_over_time(kube_pod_container_resource_requests{{{}}}[{r}]))",
+            "sum by (uid) (max_over_time({m}{{{}}}[{r}]))",
             f.with("resource='cpu'")
         ),
         Question::Usage(u @ (Usage::CpuSeconds | Usage::PeakMemoryBytes)) => format!(

@@ -67,14 +67,7 @@ impl Skipped {
 
 /// The metric a question reads, for messages.
 fn metric_of(question: Question) -> String {
-    match question {
-        Question::Pods => "kube_pod_created".to_owned(),
-        Question::Running => "kube_pod_status_phase".to_owned(),
-        Question::Annotations => "kube_pod_annotations".to_owned(),
-        Question::Images => "kube_pod_container_info".to_owned(),
-        Question::CpuRequests => "kube_pod_container_resource_requests".to_owned(),
-        Question::Usage(u) => u.metric_names().join("|"),
-    }
+    question.metric_names().join("|")
 }
 
 /// Parses a vector response keeping `wanted` labels, requiring `names`, maps each series

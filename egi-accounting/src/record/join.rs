@@ -13,6 +13,7 @@ use crate::apel;
 use crate::metrics::{
     Answer, ByPod, ByUid, PodAnnotations, PodCreated, PodKey, RunningSamples, Timestamp, Usage,
 };
+use crate::query::Question;
 
 type Id = u32;
 
@@ -221,10 +222,13 @@ impl Joiner {
     fn warn_orphans(&self) {
         for (metric, uids) in [
             (
-                "kube_pod_status_phase",
+                Question::Running.metric_names()[0],
                 self.running.keys().collect::<Vec<_>>(),
             ),
-            ("kube_pod_annotations", self.annotations.keys().collect()),
+            (
+                Question::Annotations.metric_names()[0],
+                self.annotations.keys().collect(),
+            ),
         ] {
             let mut orphans: Vec<&str> = uids
                 .into_iter()
@@ -304,23 +308,27 @@ impl Joiner {
                  name in the window: that usage is not attributed"
             );
         }
+        let metric = |q: Question| q.metric_names()[0];
         let values = [
-            ("kube_pod_created", p.created),
-            ("container_cpu_usage_seconds_total", get(Usage::CpuSeconds)),
+            (metric(Question::Pods), p.created),
             (
-                "container_memory_max_usage_bytes",
+                metric(Question::Usage(Usage::CpuSeconds)),
+                get(Usage::CpuSeconds),
+            ),
+            (
+                metric(Question::Usage(Usage::PeakMemoryBytes)),
                 get(Usage::PeakMemoryBytes),
             ),
             (
-                "container_network_receive_bytes_total",
+                metric(Question::Usage(Usage::NetworkReceivedBytes)),
                 get(Usage::NetworkReceivedBytes),
             ),
             (
-                "container_network_transmit_bytes_total",
+                metric(Question::Usage(Usage::NetworkTransmittedBytes)),
                 get(Usage::NetworkTransmittedBytes),
             ),
             (
-                "kube_pod_container_resource_requests",
+                metric(Question::CpuRequests),
                 self.cpu_requests.get(&uid).copied().unwrap_or(0.0),
             ),
         ];

@@ -21,7 +21,7 @@ use crate::metrics::{
     ByPod, ByUid, PodAnnotations, PodCreated, PodKey, PodUid, RunningSamples, Timestamp, Usage,
     Window,
 };
-use crate::query::{CGROUP_UID_REGEX, REAL_CONTAINERS};
+use crate::query::{CGROUP_UID_REGEX, Question, REAL_CONTAINERS};
 
 use super::history::{History, Labels, Series};
 use super::matchers::Matchers;
@@ -241,7 +241,7 @@ fn sum_by_pod<'h>(
 
 /// [`crate::MetricsSource::pods`].
 pub(super) fn pods(h: &History, w: &Window) -> Result<Vec<PodCreated>> {
-    const METRIC: &str = "kube_pod_created";
+    const METRIC: &str = Question::Pods.metric_names()[0];
     let mut skipped = Skipped::new(METRIC);
     let mut out = Vec::new();
     for (s, samples) in select(h, w, Some(METRIC), "")? {
@@ -264,7 +264,7 @@ pub(super) fn pods(h: &History, w: &Window) -> Result<Vec<PodCreated>> {
 
 /// [`crate::MetricsSource::running`].
 pub(super) fn running(h: &History, w: &Window) -> Result<Vec<RunningSamples>> {
-    const METRIC: &str = "kube_pod_status_phase";
+    const METRIC: &str = Question::Running.metric_names()[0];
     let mut skipped = Skipped::new(METRIC);
     let mut per_uid: BTreeMap<&str, (Option<Timestamp>, u64)> = BTreeMap::new();
     for (s, samples) in select(h, w, Some(METRIC), "phase='Running'")? {
@@ -295,7 +295,7 @@ pub(super) fn running(h: &History, w: &Window) -> Result<Vec<RunningSamples>> {
 
 /// [`crate::MetricsSource::annotations`].
 pub(super) fn annotations(h: &History, w: &Window) -> Result<Vec<PodAnnotations>> {
-    const METRIC: &str = "kube_pod_annotations";
+    const METRIC: &str = Question::Annotations.metric_names()[0];
     let mut skipped = Skipped::new(METRIC);
     let mut out = Vec::new();
     for (s, _) in select(h, w, Some(METRIC), "")? {
@@ -321,7 +321,7 @@ pub(super) fn annotations(h: &History, w: &Window) -> Result<Vec<PodAnnotations>
 
 /// [`crate::MetricsSource::images`].
 pub(super) fn images(h: &History, w: &Window) -> Result<Vec<ByUid<String>>> {
-    const METRIC: &str = "kube_pod_container_info";
+    const METRIC: &str = Question::Images.metric_names()[0];
     let mut skipped = Skipped::new(METRIC);
     let mut out = Vec::new();
     for (s, _) in select(h, w, Some(METRIC), "container='notebook'")? {
@@ -340,7 +340,7 @@ pub(super) fn images(h: &History, w: &Window) -> Result<Vec<ByUid<String>>> {
 
 /// [`crate::MetricsSource::cpu_requests`].
 pub(super) fn cpu_requests(h: &History, w: &Window) -> Result<Vec<ByUid<f64>>> {
-    const METRIC: &str = "kube_pod_container_resource_requests";
+    const METRIC: &str = Question::CpuRequests.metric_names()[0];
     let mut groups = Groups::new();
     for (s, samples) in select(h, w, Some(METRIC), "resource='cpu'")? {
         groups.sum(s.label("uid").unwrap_or_default(), max_over_time(samples));
