@@ -1,0 +1,1 @@
+//! PLACEHOLDER (owned by the pure-core work): `single_user_env`.
