@@ -170,13 +170,13 @@ pub fn validate(r: &CloudRecord) -> Result<(), String> {
             return Err(format!("{field} is after the year 9999"));
         }
     }
-    if let Some(end) = r.end_time {
-        if end < r.start_time {
-            return Err(format!(
-                "EndTime {end} is before StartTime {}",
-                r.start_time
-            ));
-        }
+    if let Some(end) = r.end_time
+        && end < r.start_time
+    {
+        return Err(format!(
+            "EndTime {end} is before StartTime {}",
+            r.start_time
+        ));
     }
     if !(0..=MAX_CPU_COUNT_MILLI).contains(&r.cpu_count_milli) {
         return Err(format!(

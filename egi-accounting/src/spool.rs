@@ -235,10 +235,10 @@ impl Sink for DirqSpool {
 
     fn roll_back(&mut self) {
         for staged in self.pending.drain(..) {
-            if let Err(e) = fs::remove_file(&staged.tmp) {
-                if e.kind() != io::ErrorKind::NotFound {
-                    tracing::error!(file = %staged.tmp.display(), error = %e, "cannot remove staged spool file");
-                }
+            if let Err(e) = fs::remove_file(&staged.tmp)
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                tracing::error!(file = %staged.tmp.display(), error = %e, "cannot remove staged spool file");
             }
         }
     }

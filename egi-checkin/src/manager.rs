@@ -372,10 +372,10 @@ impl TokenManager {
                 if t.is_fresh_at(now) && !rejected_now {
                     return Ok(t.clone());
                 }
-                if let (None, Some((at, e))) = (&state.flight, &state.failed) {
-                    if at.elapsed() < self.inner.options.retry.cooldown {
-                        return serve_old(current, e.clone());
-                    }
+                if let (None, Some((at, e))) = (&state.flight, &state.failed)
+                    && at.elapsed() < self.inner.options.retry.cooldown
+                {
+                    return serve_old(current, e.clone());
                 }
             }
             match &state.flight {
@@ -508,11 +508,11 @@ impl Inner {
             }
         }
         let unsaved = self.lock().unsaved.take();
-        if let Some(tokens) = unsaved {
-            if let Err(e) = self.store.save(&self.key, &tokens).await {
-                self.lock().unsaved = Some(tokens);
-                return Err(e);
-            }
+        if let Some(tokens) = unsaved
+            && let Err(e) = self.store.save(&self.key, &tokens).await
+        {
+            self.lock().unsaved = Some(tokens);
+            return Err(e);
         }
         let current = self.tx.borrow().clone();
         let stored = self.store.load(&self.key).await?;

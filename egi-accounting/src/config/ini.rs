@@ -42,14 +42,13 @@ impl Ini {
                 continue;
             }
             let indented = raw.starts_with([' ', '\t']);
-            if indented {
-                if let (Some(s), Some(k)) = (&section, &last_key) {
-                    if let Some(v) = ini.sections.get_mut(s).and_then(|m| m.get_mut(k)) {
-                        v.push('\n');
-                        v.push_str(trimmed);
-                        continue;
-                    }
-                }
+            if indented
+                && let (Some(s), Some(k)) = (&section, &last_key)
+                && let Some(v) = ini.sections.get_mut(s).and_then(|m| m.get_mut(k))
+            {
+                v.push('\n');
+                v.push_str(trimmed);
+                continue;
             }
             if let Some(name) = trimmed.strip_prefix('[') {
                 let name = name

@@ -131,12 +131,12 @@ impl Config {
             text_opt("default", "default_cpu_count", Some("DEFAULT_CPU_COUNT"))?
                 .map(|v| parse_num::<f64>("default_cpu_count", &v))
                 .transpose()?;
-        if let Some(c) = default_cpu_count {
-            if !(c.is_finite() && c > 0.0) {
-                return Err(Error::Config(format!(
-                    "default_cpu_count = {c}: must be positive"
-                )));
-            }
+        if let Some(c) = default_cpu_count
+            && !(c.is_finite() && c > 0.0)
+        {
+            return Err(Error::Config(format!(
+                "default_cpu_count = {c}: must be positive"
+            )));
         }
         let units = match text_opt("default", "units", Some("UNITS"))? {
             Some(u) => Units::parse(&u)?,

@@ -180,10 +180,10 @@ struct ErrorBody {
 /// Prometheus' `error` text if the body is its JSON, else the start of the body, else the
 /// status' reason. A redirect says where it pointed.
 fn http_error_message(status: StatusCode, location: Option<&str>, body: &[u8]) -> String {
-    if let Ok(ErrorBody { error: Some(error) }) = serde_json::from_slice(body) {
-        if !error.is_empty() {
-            return error;
-        }
+    if let Ok(ErrorBody { error: Some(error) }) = serde_json::from_slice(body)
+        && !error.is_empty()
+    {
+        return error;
     }
     if status.is_redirection() {
         return match location {

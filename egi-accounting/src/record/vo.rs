@@ -72,12 +72,12 @@ impl VoMap {
             return Err(Error::Config("empty VO name in the [VO] section".into()));
         }
         for value in values.split(',').map(str::trim).filter(|v| !v.is_empty()) {
-            if let Some(old) = self.by_value.insert(value.to_owned(), vo.to_owned()) {
-                if old != vo {
-                    return Err(Error::Config(format!(
-                        "[VO] section: {value:?} is mapped to both {old:?} and {vo:?}"
-                    )));
-                }
+            if let Some(old) = self.by_value.insert(value.to_owned(), vo.to_owned())
+                && old != vo
+            {
+                return Err(Error::Config(format!(
+                    "[VO] section: {value:?} is mapped to both {old:?} and {vo:?}"
+                )));
             }
         }
         Ok(())

@@ -163,10 +163,10 @@ impl<K: std::hash::Hash + Eq + Clone> Groups<K> {
 
     /// `max`: first value, then any greater value, and any value replaces NaN.
     fn max(&mut self, key: K, v: f64) {
-        if let Some(acc) = self.slot(key, v) {
-            if *acc < v || acc.is_nan() {
-                *acc = v;
-            }
+        if let Some(acc) = self.slot(key, v)
+            && (*acc < v || acc.is_nan())
+        {
+            *acc = v;
         }
     }
 }

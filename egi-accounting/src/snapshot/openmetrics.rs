@@ -201,10 +201,10 @@ impl<'a> Parser<'a> {
         }
 
         let s = &mut self.series[id];
-        if let Some(&(last, _)) = s.samples.last() {
-            if ts <= last {
-                s.sorted = false;
-            }
+        if let Some(&(last, _)) = s.samples.last()
+            && ts <= last
+        {
+            s.sorted = false;
         }
         s.samples.push((ts, value));
         Ok(())

@@ -349,10 +349,10 @@ impl HubClient {
                     Some(s) => s.clone(),
                 },
             };
-            if state.pending.as_deref() != Some("stop") {
-                if let StopState::Stopped = self.stop_server(user, server).await? {
-                    return Ok(());
-                }
+            if state.pending.as_deref() != Some("stop")
+                && let StopState::Stopped = self.stop_server(user, server).await?
+            {
+                return Ok(());
             }
             tokio::time::sleep(poll).await;
         }

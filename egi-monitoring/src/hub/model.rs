@@ -107,12 +107,11 @@ pub fn unexpected(what: &str, status: u16, body: &[u8]) -> Error {
 /// The human part of an error body: JSON `message` (JupyterHub, jupyter_server), the
 /// reason phrase for HTML pages, else the first 200 characters on one line.
 pub fn body_message(status: u16, body: &[u8]) -> String {
-    if let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) {
-        if let Some(message) = json.get("message").and_then(|m| m.as_str()) {
-            if !message.is_empty() {
-                return message.to_owned();
-            }
-        }
+    if let Ok(json) = serde_json::from_slice::<serde_json::Value>(body)
+        && let Some(message) = json.get("message").and_then(|m| m.as_str())
+        && !message.is_empty()
+    {
+        return message.to_owned();
     }
     let text = String::from_utf8_lossy(body);
     let text = text.trim();

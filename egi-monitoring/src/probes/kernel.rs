@@ -231,13 +231,13 @@ async fn run(
                 return Ok((Status::Critical, format!("code raised {}", describe(error))));
             }
             let result = execution.result().unwrap_or("");
-            if let Some(expected) = expected {
-                if result.trim() != expected.trim() {
-                    return Ok((
-                        Status::Critical,
-                        format!("code returned {result:?}, expected {expected:?}"),
-                    ));
-                }
+            if let Some(expected) = expected
+                && result.trim() != expected.trim()
+            {
+                return Ok((
+                    Status::Critical,
+                    format!("code returned {result:?}, expected {expected:?}"),
+                ));
             }
             let mut message = format!("Executed code in {took}");
             if !result.is_empty() {

@@ -103,10 +103,10 @@ async fn wait_ready(
     server: &str,
     state: StartState,
 ) -> Result<String> {
-    if state == StartState::Started {
-        if let Some(url) = ready_url(client, user, server).await? {
-            return Ok(url);
-        }
+    if state == StartState::Started
+        && let Some(url) = ready_url(client, user, server).await?
+    {
+        return Ok(url);
     }
     let mut events = client.progress(user, server).await?;
     let mut last = String::from("none");
