@@ -29,6 +29,7 @@
 //! ```
 
 pub mod jupyterhub;
+pub mod kubesim;
 pub mod oidc;
 pub mod prometheus;
 pub mod synthetic;

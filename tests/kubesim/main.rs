@@ -1,0 +1,1 @@
+//! Fidelity tests of the Kubernetes API simulator.

@@ -1,0 +1,65 @@
+//! A standalone Kubernetes API simulator on loopback (see `egi_test_harness::kubesim`),
+//! for kubectl, the Python client, benchmarks and the example binaries. Prints
+//! `listening on http://127.0.0.1:PORT` on its first stdout line and runs until SIGTERM or
+//! SIGINT. Faults: `POST /simulator/faults`; counters: `GET /simulator/counters`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use egi_test_harness::kubesim::{KubeSim, SimOptions};
+
+/// Kubernetes API simulator.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Loopback port (0: a free one).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Milliseconds from pod creation to Running and ready.
+    #[arg(long, default_value_t = 200)]
+    ready_delay_ms: u64,
+    /// Milliseconds from pod creation to Scheduled.
+    #[arg(long, default_value_t = 20)]
+    schedule_delay_ms: u64,
+    /// Milliseconds a gracefully deleted pod stays terminating (at most its grace period).
+    #[arg(long, default_value_t = 100)]
+    terminate_delay_ms: u64,
+    /// Milliseconds between watch bookmarks.
+    #[arg(long, default_value_t = 1000)]
+    bookmark_interval_ms: u64,
+    /// Changes kept per resource for watch resumption.
+    #[arg(long, default_value_t = 10_000)]
+    history_limit: usize,
+    /// Writes a kubeconfig for the simulator to this path.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let opts = SimOptions {
+        ready_delay: Duration::from_millis(args.ready_delay_ms),
+        schedule_delay: Duration::from_millis(args.schedule_delay_ms),
+        terminate_delay: Duration::from_millis(args.terminate_delay_ms),
+        bookmark_interval: Duration::from_millis(args.bookmark_interval_ms),
+        history_limit: args.history_limit,
+        ..SimOptions::default()
+    };
+    let sim = KubeSim::start_on(opts, args.port).await?;
+    if let Some(path) = &args.kubeconfig {
+        sim.write_kubeconfig(path)?;
+    }
+    let mut out = std::io::stdout();
+    writeln!(out, "listening on {}", sim.url())?;
+    out.flush()?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    sim.shutdown().await;
+    Ok(())
+}
