@@ -1,1 +1,9 @@
-//! Fidelity tests of the Kubernetes API simulator.
+//! Fidelity tests of the Kubernetes API simulator (`egi_test_harness::kubesim`): the
+//! protocol from Rust over plain HTTP, then real clients (kubectl from Debian's
+//! kubernetes-client, the Python `kubernetes` package) against it.
+
+mod helpers;
+mod kubectl;
+mod kubelet;
+mod protocol;
+mod python;

@@ -119,7 +119,7 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         ["apis", "storage.k8s.io", "v1", rest @ ..] if !rest.is_empty() => {
             ("storage.k8s.io", rest, false)
         }
-        _ => return non_resource(&sh, &method, &segs),
+        _ => return non_resource(&sh, &method, &segs, &headers),
     };
     let rest: Vec<&str> = match rest.split_first() {
         Some((&"watch", tail)) => {
@@ -342,7 +342,35 @@ fn delete_opts(q: &[(String, String)], body: &Bytes) -> Result<DeleteOpts, ApiEr
     Ok(opts)
 }
 
-fn non_resource(sh: &Arc<Shared>, method: &Method, segs: &[&str]) -> Response {
+/// A minimal OpenAPI v2 document (no definitions: kubectl then skips client-side
+/// validation and uses its built-in patch strategies), as protobuf when asked for it.
+fn openapi(headers: &HeaderMap) -> Response {
+    let protobuf = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("protobuf"));
+    if protobuf {
+        // gnostic openapi_v2.Document { swagger: "2.0", info: { title, version } }.
+        let mut info = vec![0x0a, 10];
+        info.extend_from_slice(b"Kubernetes");
+        info.extend_from_slice(&[0x12, 7]);
+        info.extend_from_slice(b"v1.30.0");
+        let mut doc = vec![0x0a, 3];
+        doc.extend_from_slice(b"2.0");
+        doc.extend_from_slice(&[0x12, u8::try_from(info.len()).unwrap_or(0)]);
+        doc.extend_from_slice(&info);
+        return Response::builder()
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(Body::from(doc))
+            .unwrap_or_default();
+    }
+    json_response(
+        200,
+        &json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": "v1.30.0"}, "paths": {}, "definitions": {}}),
+    )
+}
+
+fn non_resource(sh: &Arc<Shared>, method: &Method, segs: &[&str], headers: &HeaderMap) -> Response {
     sh.counters().non_resource();
     if method != Method::GET {
         return error(&ApiError::method_not_allowed());
@@ -357,6 +385,7 @@ fn non_resource(sh: &Arc<Shared>, method: &Method, segs: &[&str]) -> Response {
             json_response(200, &resources::resource_list("storage.k8s.io"))
         }
         ["version"] => json_response(200, &resources::version()),
+        ["openapi", "v2"] => openapi(headers),
         ["healthz" | "readyz" | "livez"] => Response::builder()
             .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
             .body(Body::from("ok"))
