@@ -7,3 +7,4 @@ mod kubectl;
 mod kubelet;
 mod protocol;
 mod python;
+mod scale;

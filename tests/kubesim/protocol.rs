@@ -807,3 +807,27 @@ async fn binary_serves_and_stops_on_sigterm() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patches_racing_the_kubelet_lose_nothing() {
+    let sim = sim().await;
+    let api = Api::new(&sim);
+    api.post(PODS, &pod("race", &json!({}))).await;
+    let mut i = 0;
+    let p = until(5, "Running", async || {
+        i += 1;
+        let (code, _) = api
+            .patch(
+                &format!("{PODS}/race"),
+                "application/merge-patch+json",
+                &json!({"metadata": {"labels": {format!("l{i}"): "x"}}}),
+            )
+            .await;
+        assert_eq!(code, 200);
+        sim.object("pods", "default", "race")
+            .filter(|p| p["status"]["phase"] == "Running")
+    })
+    .await;
+    assert_eq!(p["spec"]["nodeName"], "sim-node");
+    assert_eq!(p["metadata"]["labels"].as_object().unwrap().len(), i);
+}

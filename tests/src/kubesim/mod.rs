@@ -310,7 +310,8 @@ impl KubeSim {
     /// Stores an object as is (creating or replacing it, namespace taken from the object,
     /// uid and creationTimestamp added if missing, status kept), emitting the watch event,
     /// and lets the controllers react as to a create (a seeded pod without `spec.nodeName`
-    /// goes through the kubelet; one with it is left as given). For seeding state such as a
+    /// goes through the kubelet; one with it is left as given; a PVC without status gets the
+    /// default storage class if it names none, and is bound). For seeding state such as a
     /// pod left by an earlier hub. Returns the stored object, or an error for an unknown
     /// resource or a nameless object.
     pub fn put_object(&self, resource: &str, mut obj: Value) -> Result<Value, ApiError> {
@@ -338,6 +339,23 @@ impl KubeSim {
         if obj["metadata"]["creationTimestamp"].is_null() {
             obj["metadata"]["creationTimestamp"] = json!(status::now());
         }
+        if res == resources::PVCS
+            && obj["status"]["phase"].is_null()
+            && obj["spec"]["storageClassName"].is_null()
+        {
+            let default = self
+                .shared
+                .lock()
+                .iter(STORAGECLASSES, Some(""))
+                .find(|c| {
+                    c["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"]
+                        == "true"
+                })
+                .map(|c| c["metadata"]["name"].clone());
+            if let Some(class) = default {
+                obj["spec"]["storageClassName"] = class;
+            }
+        }
         let stored = self.shared.lock().put(res, obj);
         controllers::on_created(&self.shared, res, &stored);
         Ok((*stored).clone())
@@ -348,11 +366,12 @@ impl KubeSim {
         self.shared.lock().rv
     }
 
-    /// Stops everything and waits for the server task to end.
+    /// Stops everything and waits (at most 5 s) for the server task to end.
     pub async fn shutdown(mut self) {
         self.shared.cancel.cancel();
         if let Some(server) = self.server.take() {
-            let _ = server.await;
+            // Connections still busy after a few seconds are cut.
+            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
         }
     }
 }

@@ -542,24 +542,15 @@ pub(crate) fn patch(
             details: None,
         });
     }
-    // A patch that does not name a resourceVersion applies to the latest version.
-    let patched_rv = meta_str(&obj, "resourceVersion").to_owned();
-    if patched_rv == meta_str(&current, "resourceVersion") {
-        obj["metadata"]
-            .as_object_mut()
-            .map(|m| m.remove("resourceVersion"));
-    }
+    // The patched object keeps the version it was read at, so that a concurrent write
+    // (the kubelet's, say) is detected rather than overwritten; a patch that does not set a
+    // resourceVersion itself is then retried on the newer version, as the real server does.
+    let patch_sets_rv = meta_str(&obj, "resourceVersion") != meta_str(&current, "resourceVersion");
     if meta_str(&obj, "name") != name {
         obj["metadata"]["name"] = json!(name);
     }
     match update(sh, res, ns, name, obj, status_only) {
-        // Lost a race with another writer between our read and write: retry once on the
-        // newer version, as the real server does for patches.
-        Err(e)
-            if e.code == 409
-                && e.reason == "Conflict"
-                && patched_rv == meta_str(&current, "resourceVersion") =>
-        {
+        Err(e) if e.code == 409 && e.reason == "Conflict" && !patch_sets_rv => {
             let latest = get(sh, res, ns, name)?;
             if latest["metadata"]["resourceVersion"] == current["metadata"]["resourceVersion"] {
                 return Err(e);
