@@ -594,6 +594,8 @@ async fn run_pod(sh: &Arc<Shared>, p: &PodRef) -> Option<()> {
     tokio::time::sleep(opts.ready_delay.saturating_sub(t0.elapsed())).await;
     for c in &mut ctrs {
         c.running();
+        // A container that exits at once is never seen ready.
+        c.ready = !sh.faults().crashes(&c.image);
     }
     write_status(sh, p, "Running", &ctrs, &ip)?;
     crash_loop(sh, p, &mut ctrs, &ip, opts.backoff).await
@@ -669,6 +671,7 @@ async fn crash_loop(
                 Some(&fp),
             );
             ctrs[i].running();
+            ctrs[i].ready = !sh.faults().crashes(&image);
         }
         write_status(sh, p, "Running", ctrs, ip)?;
     }
