@@ -51,7 +51,7 @@ pub enum OptionsError {
     },
     /// No profile with this slug is available to the user (it does not exist, or its
     /// `vo_claims` exclude the user: the two are not told apart).
-    #[error("no profile {slug:?} is available; choose one of: {}", available.join(", "))]
+    #[error("no profile {slug:?} is available; {}", one_of(available))]
     UnknownProfile {
         /// The slug asked for.
         slug: String,
@@ -62,7 +62,10 @@ pub enum OptionsError {
     #[error("no profile is available to this user")]
     NoProfileAvailable,
     /// The choice is not one of the option's.
-    #[error("{choice:?} is not a choice of option {option:?}; choose one of: {}", available.join(", "))]
+    #[error(
+        "{choice:?} is not a choice of option {option:?}; {}",
+        one_of(available)
+    )]
     UnknownChoice {
         /// The option name.
         option: String,
@@ -307,3 +310,12 @@ pub fn resolve(
 
 #[cfg(test)]
 mod tests;
+
+/// "choose one of: a, b" or, with nothing to choose, says so.
+fn one_of(available: &[String]) -> String {
+    if available.is_empty() {
+        "none is configured".to_owned()
+    } else {
+        format!("choose one of: {}", available.join(", "))
+    }
+}

@@ -66,6 +66,13 @@ pub struct SpawnerState {
     /// The claim, once it is known to exist (so later template changes don't orphan it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pvc_name: Option<String>,
+    /// The server's token Secret (this spawner's key), for token updates after a hub restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret: Option<String>,
+    /// The capacity the claim was ensured with (this spawner's key): a configuration asking
+    /// for more makes the next start check the claim and expand it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pvc_capacity: Option<String>,
     /// Keys written by other spawners, kept and written back untouched.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,

@@ -1,1 +1,15 @@
-//! The Kubernetes implementation: a shared watch-backed cache per namespace and the spawner.
+//! The Kubernetes implementation: [`KubeCluster`] (one client, one watch-backed pod cache per
+//! namespace) and [`KubeSpawner`] (one per server).
+
+mod cache;
+mod claims;
+mod cluster;
+mod events;
+mod progress;
+mod spawner;
+mod tokens;
+mod view;
+
+pub use cluster::{KubeCluster, RuntimeOptions};
+pub use spawner::KubeSpawner;
+pub use tokens::follow_tokens;

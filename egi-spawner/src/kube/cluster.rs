@@ -1,0 +1,176 @@
+//! [`KubeCluster`]: what every spawner of one hub shares (the client, the configuration and
+//! one pod cache per namespace), and the mapping of API errors to [`Error`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::kube::cache::NamespaceCache;
+use crate::kube::spawner::KubeSpawner;
+use crate::{Error, KubeSpawnerConfig, Result, UserInfo};
+
+/// Timeouts and failure policy of the Kubernetes spawner (what KubeSpawner calls
+/// `start_timeout`, `delete_grace_period`, ...).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct RuntimeOptions {
+    /// How long `start()` waits for the pod to be ready (KubeSpawner's `start_timeout`).
+    pub start_timeout: Duration,
+    /// How long `stop()` (and a start replacing an old pod) waits for the pod to be gone.
+    pub stop_timeout: Duration,
+    /// Grace period of a normal stop, in seconds (KubeSpawner's `delete_grace_period`).
+    pub delete_grace_period: i64,
+    /// Fail a start as soon as the scheduler says no node fits. Turn off with a cluster
+    /// autoscaler, where unschedulable pods wait for a new node.
+    pub fail_unschedulable: bool,
+    /// How long the first list of a namespace may take before a start gives up.
+    pub sync_timeout: Duration,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            start_timeout: Duration::from_secs(60),
+            stop_timeout: Duration::from_secs(60),
+            delete_grace_period: 1,
+            fail_unschedulable: true,
+            sync_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) client: kube::Client,
+    pub(crate) config: KubeSpawnerConfig,
+    pub(crate) options: RuntimeOptions,
+    caches: Mutex<HashMap<String, Arc<NamespaceCache>>>,
+}
+
+/// The Kubernetes side of a hub: one client, one configuration, one watch-backed pod cache per
+/// namespace. Cheap to clone; make one per hub and a [`KubeSpawner`] per server from it.
+#[derive(Clone)]
+pub struct KubeCluster {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for KubeCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeCluster")
+            .field("namespace", &self.shared.config.namespace)
+            .field("options", &self.shared.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KubeCluster {
+    /// A cluster from a client; the configuration is validated first.
+    pub fn new(
+        client: kube::Client,
+        config: KubeSpawnerConfig,
+        options: RuntimeOptions,
+    ) -> Result<KubeCluster> {
+        config.validate()?;
+        Ok(KubeCluster {
+            shared: Arc::new(Shared {
+                client,
+                config,
+                options,
+                caches: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// A cluster from the environment: `KUBECONFIG` or `~/.kube/config`, else the in-cluster
+    /// service account.
+    pub async fn infer(config: KubeSpawnerConfig, options: RuntimeOptions) -> Result<KubeCluster> {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|source| Error::Transport {
+                action: "load the Kubernetes client configuration".to_owned(),
+                source,
+            })?;
+        KubeCluster::new(client, config, options)
+    }
+
+    /// The spawner of one server (`server_name` empty for the default server).
+    pub fn spawner(&self, user: UserInfo, server_name: &str) -> KubeSpawner {
+        KubeSpawner::new(self.clone(), user, server_name)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &KubeSpawnerConfig {
+        &self.shared.config
+    }
+
+    /// The client (for a hub's own calls).
+    pub fn client(&self) -> &kube::Client {
+        &self.shared.client
+    }
+
+    /// Starts watching `namespace` now, instead of at the first spawn there, and waits for its
+    /// first list (hubs call this at startup, before polling the servers they recorded).
+    pub async fn watch_namespace(&self, namespace: &str) -> Result<()> {
+        self.cache(namespace).await.map(|_| ())
+    }
+
+    /// Number of server pods in the cache of `namespace` (0 if it is not watched).
+    pub fn cached_pods(&self, namespace: &str) -> usize {
+        self.lock().get(namespace).map_or(0, |c| c.len())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<NamespaceCache>>> {
+        self.shared
+            .caches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The synced cache of a namespace, started on first use.
+    pub(crate) async fn cache(&self, namespace: &str) -> Result<Arc<NamespaceCache>> {
+        let cache =
+            {
+                let mut caches = self.lock();
+                Arc::clone(caches.entry(namespace.to_owned()).or_insert_with(|| {
+                    NamespaceCache::start(self.shared.client.clone(), namespace)
+                }))
+            };
+        tokio::time::timeout(self.shared.options.sync_timeout, cache.wait_synced())
+            .await
+            .map_err(|_| Error::CacheUnavailable {
+                namespace: namespace.to_owned(),
+            })?;
+        Ok(cache)
+    }
+}
+
+/// Maps a client error to the crate's error: API statuses keep their code, reason and message;
+/// a quota refusal becomes [`Error::QuotaExceeded`].
+pub(crate) fn api_error(action: impl Into<String>, namespace: &str, error: kube::Error) -> Error {
+    let action = action.into();
+    match error {
+        kube::Error::Api(status) => {
+            if status.code == 403 && status.message.contains("exceeded quota") {
+                Error::QuotaExceeded {
+                    namespace: namespace.to_owned(),
+                    message: status.message,
+                }
+            } else {
+                Error::Api {
+                    action,
+                    code: status.code,
+                    reason: status.reason,
+                    message: status.message,
+                }
+            }
+        }
+        source => Error::Transport { action, source },
+    }
+}
+
+/// The HTTP status of an API error (`None` for transport errors).
+pub(crate) fn status_code(error: &kube::Error) -> Option<u16> {
+    match error {
+        kube::Error::Api(status) => Some(status.code),
+        _ => None,
+    }
+}

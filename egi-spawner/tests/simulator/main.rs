@@ -1,0 +1,9 @@
+//! egi-spawner against the in-repo Kubernetes API simulator (real REST, list + watch,
+//! resourceVersion, status codes; a simulated kubelet, controllers and faults).
+
+mod support;
+
+mod claims;
+mod faults;
+mod lifecycle;
+mod tokens;
