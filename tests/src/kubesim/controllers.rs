@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::Shared;
+use super::events;
 use super::kubelet;
 use super::ops::{self, DeleteOpts};
 use super::resources::{self, NAMESPACES, PODS, PVCS, RESOURCES, SECRETS, STORAGECLASSES};
@@ -143,7 +144,7 @@ pub(crate) fn terminate_pod_later(
     if let Some(pod) = pod {
         for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
             let cname = c["name"].as_str().unwrap_or("");
-            kubelet::emit_event(
+            events::emit_event(
                 sh,
                 &pod,
                 "Normal",
@@ -235,7 +236,7 @@ fn bind_later(sh: &Arc<Shared>, pvc: &Value) {
                 } else {
                     "ProvisioningFailed"
                 };
-                kubelet::emit_event(
+                events::emit_event(
                     &sh2,
                     &pvc,
                     "Warning",
@@ -273,7 +274,7 @@ fn bind_later(sh: &Arc<Shared>, pvc: &Value) {
             )
         };
         sh2.changed.notify_waiters();
-        kubelet::emit_event(
+        events::emit_event(
             &sh2,
             &bound,
             "Normal",

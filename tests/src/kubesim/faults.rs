@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::resources::{self, PODS, PVCS, RESOURCES};
 use super::status::ApiError;
-use super::{Shared, kubelet, lock};
+use super::{Shared, lock, pod_end};
 
 #[derive(Debug, Default)]
 pub(crate) struct FaultState {
@@ -145,13 +145,13 @@ impl Faults {
     /// Evicts a pod as the kubelet does under memory pressure: phase Failed, reason
     /// Evicted, containers terminated; the pod object stays.
     pub fn evict(&self, ns: &str, pod: &str) -> Result<(), ApiError> {
-        kubelet::evict(&self.shared, ns, pod)
+        pod_end::evict(&self.shared, ns, pod)
     }
 
     /// The pod's containers exit with `code`: phase Succeeded (0) or Failed, containers
     /// terminated with that exit code.
     pub fn exit_container(&self, ns: &str, pod: &str, code: i32) -> Result<(), ApiError> {
-        kubelet::exit(&self.shared, ns, pod, code)
+        pod_end::exit(&self.shared, ns, pod, code)
     }
 
     /// Ends every open watch abruptly (connection closed without a final event).

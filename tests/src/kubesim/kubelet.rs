@@ -2,83 +2,20 @@
 //! events and status a real node reports, or fail the way the injected faults say.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use super::Shared;
-use super::resources::{EVENTS, PODS, PVCS, RESOURCES, SECRETS};
-use super::status::{self, ApiError};
+use super::events::emit_event;
+use super::resources::{PODS, PVCS, SECRETS};
+use super::status;
 use super::store::meta_str;
 
 /// The node every pod lands on.
 pub(crate) const NODE: &str = "sim-node";
 const HOST_IP: &str = "192.168.49.2";
-
-static EVENT_SEQ: AtomicU64 = AtomicU64::new(0);
-
-/// Records an Event about `obj` (aggregated by reason and message, with `count`).
-pub(crate) fn emit_event(
-    sh: &Shared,
-    obj: &Value,
-    kind: &str,
-    reason: &str,
-    message: &str,
-    component: &str,
-    field_path: Option<&str>,
-) {
-    let ns = meta_str(obj, "namespace").to_owned();
-    let uid = meta_str(obj, "uid").to_owned();
-    let key = (uid.clone(), reason.to_owned(), message.to_owned());
-    let now = status::now();
-    let mut store = sh.lock();
-    if let Some((ens, ename)) = store.event_keys.get(&key).cloned()
-        && let Some(ev) = store.get(EVENTS, &ens, &ename).cloned()
-    {
-        let mut ev = (*ev).clone();
-        ev["count"] = json!(ev["count"].as_i64().unwrap_or(1) + 1);
-        ev["lastTimestamp"] = json!(now);
-        store.put(EVENTS, ev);
-        return;
-    }
-    let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64;
-    let seq = EVENT_SEQ.fetch_add(1, Ordering::Relaxed);
-    let name = format!("{}.{:x}", meta_str(obj, "name"), nanos.wrapping_add(seq));
-    let mut involved = json!({
-        "kind": obj["kind"],
-        "namespace": ns,
-        "name": meta_str(obj, "name"),
-        "uid": uid,
-        "apiVersion": obj["apiVersion"],
-        "resourceVersion": meta_str(obj, "resourceVersion"),
-    });
-    if let Some(fp) = field_path {
-        involved["fieldPath"] = json!(fp);
-    }
-    let mut source = json!({"component": component});
-    if component == "kubelet" {
-        source["host"] = json!(NODE);
-    }
-    let ev = json!({
-        "kind": "Event",
-        "apiVersion": "v1",
-        "metadata": {"name": name, "namespace": ns, "uid": status::uuid(), "creationTimestamp": now},
-        "involvedObject": involved,
-        "reason": reason,
-        "message": message,
-        "source": source,
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-        "type": kind,
-        "eventTime": null,
-        "reportingComponent": component,
-        "reportingInstance": if component == "kubelet" { NODE } else { "" },
-    });
-    store.put(EVENTS, ev);
-    store.event_keys.insert(key, (ns, name));
-}
 
 #[derive(Debug, Clone)]
 struct PodRef {
@@ -144,7 +81,12 @@ impl Ctr {
     }
 }
 
-fn condition(ctype: &str, ok: bool, reason: Option<&str>, message: Option<&str>) -> Value {
+pub(crate) fn condition(
+    ctype: &str,
+    ok: bool,
+    reason: Option<&str>,
+    message: Option<&str>,
+) -> Value {
     let mut c = json!({"type": ctype, "status": if ok { "True" } else { "False" }, "lastProbeTime": null, "lastTransitionTime": status::now()});
     if let Some(r) = reason {
         c["reason"] = json!(r);
@@ -156,7 +98,7 @@ fn condition(ctype: &str, ok: bool, reason: Option<&str>, message: Option<&str>)
 }
 
 /// Sets conditions, keeping the transition time of those whose status did not change.
-fn set_conditions(pod: &mut Value, conds: Vec<Value>) {
+pub(crate) fn set_conditions(pod: &mut Value, conds: Vec<Value>) {
     let old = pod["status"]["conditions"]
         .as_array()
         .cloned()
@@ -675,93 +617,4 @@ async fn crash_loop(
         }
         write_status(sh, p, "Running", ctrs, ip)?;
     }
-}
-
-/// Terminates every container of a live pod and sets a terminal phase.
-fn finish(
-    sh: &Shared,
-    ns: &str,
-    name: &str,
-    code: i32,
-    evicted: bool,
-) -> Result<Arc<Value>, ApiError> {
-    let mut store = sh.lock();
-    let Some(pod) = store.get(PODS, ns, name).cloned() else {
-        return Err(ApiError::not_found(&RESOURCES[PODS], name));
-    };
-    let mut pod = (*pod).clone();
-    let now = status::now();
-    let reason = if evicted {
-        "Error"
-    } else if code == 0 {
-        "Completed"
-    } else {
-        "Error"
-    };
-    for c in pod["status"]
-        .get_mut("containerStatuses")
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-    {
-        let started = c["state"]["running"]["startedAt"].clone();
-        c["state"] = json!({"terminated": {"exitCode": code, "reason": reason, "startedAt": started, "finishedAt": now, "containerID": c["containerID"]}});
-        c["ready"] = json!(false);
-        c["started"] = json!(false);
-    }
-    let (phase, ready_reason) = if code == 0 && !evicted {
-        ("Succeeded", "PodCompleted")
-    } else {
-        ("Failed", "PodFailed")
-    };
-    pod["status"]["phase"] = json!(phase);
-    let mut conds = vec![
-        condition("PodReadyToStartContainers", false, None, None),
-        condition("Initialized", true, None, None),
-        condition("Ready", false, Some(ready_reason), None),
-        condition("ContainersReady", false, Some(ready_reason), None),
-        condition("PodScheduled", true, None, None),
-    ];
-    if evicted {
-        let msg =
-            "The node was low on resource: memory. Threshold quantity: 100Mi, available: 51200Ki. ";
-        pod["status"]["reason"] = json!("Evicted");
-        pod["status"]["message"] = json!(msg);
-        conds.insert(
-            0,
-            condition(
-                "DisruptionTarget",
-                true,
-                Some("TerminationByKubelet"),
-                Some(msg),
-            ),
-        );
-    }
-    set_conditions(&mut pod, conds);
-    Ok(store.put(PODS, pod))
-}
-
-/// Evicts a pod (memory pressure): Failed, reason Evicted, the object stays.
-pub(crate) fn evict(sh: &Shared, ns: &str, name: &str) -> Result<(), ApiError> {
-    let pod = finish(sh, ns, name, 137, true)?;
-    let msg = pod["status"]["message"].as_str().unwrap_or("").to_owned();
-    emit_event(sh, &pod, "Warning", "Evicted", &msg, "kubelet", None);
-    for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
-        let cname = c["name"].as_str().unwrap_or("");
-        emit_event(
-            sh,
-            &pod,
-            "Normal",
-            "Killing",
-            &format!("Stopping container {cname}"),
-            "kubelet",
-            Some(&format!("spec.containers{{{cname}}}")),
-        );
-    }
-    Ok(())
-}
-
-/// The pod's containers exit with `code`.
-pub(crate) fn exit(sh: &Shared, ns: &str, name: &str, code: i32) -> Result<(), ApiError> {
-    finish(sh, ns, name, code, false).map(|_| ())
 }

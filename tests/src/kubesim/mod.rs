@@ -43,16 +43,19 @@
 mod controllers;
 mod counters;
 mod defaults;
+mod events;
 mod faults;
 mod http;
 mod kubelet;
 mod ops;
 mod patch;
+mod pod_end;
 mod resources;
 mod selectors;
 mod status;
 mod store;
 mod table;
+mod validation;
 mod watch;
 
 use std::net::SocketAddr;
