@@ -64,7 +64,7 @@ async fn a_minute_of_100_users_with_rotation_keeps_the_grant_alive() {
                         .unwrap_or_else(|e| panic!("user {user}: {e}"));
                     reads.fetch_add(1, Ordering::Relaxed);
                     // Every ~2 s per user, the provider itself checks the token handed out.
-                    if (i + user) % 20 == 0 {
+                    if (i + user).is_multiple_of(20) {
                         let info = c
                             .user_info(token.access_token(), None)
                             .await

@@ -229,10 +229,10 @@ async fn round(probes: &[Box<dyn Probe>], shared: &Shared, status_file: Option<&
         let outcome = probe.run().await;
         tracing::info!(probe = probe.name(), status = %outcome.status, message = %outcome.message, "probe finished");
         shared.records.lock().unwrap_or_else(|e| e.into_inner())[i].record(outcome);
-        if let Some(path) = status_file {
-            if let Err(e) = write_status(path, shared) {
-                tracing::warn!("cannot write {}: {e:#}", path.display());
-            }
+        if let Some(path) = status_file
+            && let Err(e) = write_status(path, shared)
+        {
+            tracing::warn!("cannot write {}: {e:#}", path.display());
         }
     }
 }

@@ -69,8 +69,31 @@ impl Counters {
     }
 }
 
+/// When the kubelet first reported a pod Running, and first reported `ErrImagePull` (wall clock,
+/// milliseconds since the Unix epoch), for benchmarks that compare them with their own clock
+/// (served as JSON at `GET /simulator/timeline`, keyed `namespace/name`; the latest pod of a
+/// name wins).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PodTimes {
+    /// UID of the pod these times are about.
+    pub uid: String,
+    /// When its status first said Running.
+    pub running_ms: Option<f64>,
+    /// When a container of it first waited with `ErrImagePull`.
+    pub err_image_pull_ms: Option<f64>,
+}
+
+fn now_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+        * 1000.0
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct CounterState {
+    timeline: HashMap<String, PodTimes>,
     requests: HashMap<(&'static str, String, String), u64>,
     non_resource: u64,
     watches: HashMap<(String, String), u64>,
@@ -150,6 +173,39 @@ impl CounterState {
             open_watches_by,
             peak_open_watches: self.peak,
         }
+    }
+}
+
+impl CounterState {
+    fn times(&mut self, ns: &str, name: &str, uid: &str) -> &mut PodTimes {
+        let entry = self.timeline.entry(format!("{ns}/{name}")).or_default();
+        if entry.uid != uid {
+            *entry = PodTimes {
+                uid: uid.to_owned(),
+                ..PodTimes::default()
+            };
+        }
+        entry
+    }
+
+    /// Records the first Running of a pod.
+    pub(crate) fn pod_running(&mut self, ns: &str, name: &str, uid: &str) {
+        let times = self.times(ns, name, uid);
+        times.running_ms.get_or_insert_with(now_ms);
+    }
+
+    /// Records the first `ErrImagePull` of a pod.
+    pub(crate) fn pod_err_image_pull(&mut self, ns: &str, name: &str, uid: &str) {
+        let times = self.times(ns, name, uid);
+        times.err_image_pull_ms.get_or_insert_with(now_ms);
+    }
+
+    /// The timeline, sorted by `namespace/name`.
+    pub(crate) fn timeline(&self) -> BTreeMap<String, PodTimes> {
+        self.timeline
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 }
 

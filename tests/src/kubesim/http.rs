@@ -400,6 +400,10 @@ fn admin_api(sh: &Arc<Shared>, method: &Method, path: &str, body: &Bytes) -> Res
             200,
             &serde_json::to_value(sh.counters().snapshot()).unwrap_or_default(),
         ),
+        (&Method::GET, "/timeline") => json_response(
+            200,
+            &json!({ "pods": serde_json::to_value(sh.counters().timeline()).unwrap_or_default() }),
+        ),
         (&Method::POST, "/reset-counters") => {
             sh.counters().reset();
             json_response(200, &json!({}))

@@ -425,6 +425,7 @@ async fn run_pod(sh: &Arc<Shared>, p: &PodRef) -> Option<()> {
             );
             ctrs[i].waiting("ErrImagePull", Some(&err));
             let pod = write_status(sh, p, "Pending", &ctrs, &ip)?;
+            sh.counters().pod_err_image_pull(&p.ns, &p.name, &p.uid);
             emit_event(
                 sh,
                 &pod,
@@ -540,6 +541,7 @@ async fn run_pod(sh: &Arc<Shared>, p: &PodRef) -> Option<()> {
         c.ready = !sh.faults().crashes(&c.image);
     }
     write_status(sh, p, "Running", &ctrs, &ip)?;
+    sh.counters().pod_running(&p.ns, &p.name, &p.uid);
     crash_loop(sh, p, &mut ctrs, &ip, opts.backoff).await
 }
 

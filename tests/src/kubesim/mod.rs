@@ -68,7 +68,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub use counters::{Counters, RequestCount, WatchCount};
+pub use counters::{Counters, PodTimes, RequestCount, WatchCount};
 pub use faults::{FaultRequest, Faults};
 pub use status::ApiError;
 
@@ -259,7 +259,13 @@ impl KubeSim {
         self.shared.counters().snapshot()
     }
 
-    /// Zeroes the request counters (open watches stay; the peak restarts from them).
+    /// When each pod was first Running and first failed to pull its image (see [`PodTimes`]).
+    pub fn timeline(&self) -> std::collections::BTreeMap<String, PodTimes> {
+        self.shared.counters().timeline()
+    }
+
+    /// Zeroes the request counters (open watches stay; the peak restarts from them). The
+    /// timeline is kept.
     pub fn reset_counters(&self) {
         self.shared.counters().reset();
     }
