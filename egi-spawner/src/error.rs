@@ -17,8 +17,8 @@ pub enum FailureReason {
     Unschedulable,
     /// The pod was evicted or failed.
     Evicted,
-    /// The container cannot be configured (`CreateContainerConfigError`, bad volumes).
-    ContainerConfig,
+    /// The pod failed (phase `Failed`) for another reason.
+    Failed,
     /// The pod was deleted while it was starting.
     Deleted,
 }
@@ -30,7 +30,7 @@ impl std::fmt::Display for FailureReason {
             Self::CrashLoop => "container crashed",
             Self::Unschedulable => "pod cannot be scheduled",
             Self::Evicted => "pod was evicted",
-            Self::ContainerConfig => "container cannot be configured",
+            Self::Failed => "pod failed",
             Self::Deleted => "pod was deleted while starting",
         })
     }
@@ -84,18 +84,23 @@ pub enum Error {
         /// The kubelet's or scheduler's message.
         message: String,
     },
-    /// The server did not become ready in time.
-    #[error("server not ready after {0:?}")]
-    Timeout(Duration),
+    /// Something did not happen in time.
+    #[error("timed out after {after:?} waiting for {what}")]
+    Timeout {
+        /// What we waited for (`the server to be ready`, `the pod to be gone`, ...).
+        what: &'static str,
+        /// How long we waited.
+        after: Duration,
+    },
+    /// `stop()` was called while this start was running: the start gave up.
+    #[error("the start was cancelled by a stop")]
+    Stopped,
     /// The namespace cache (watch) is not available.
     #[error("the watch of namespace {namespace} is not running")]
     CacheUnavailable {
         /// The namespace.
         namespace: String,
     },
-    /// `stop` or `poll` was called for a server this spawner never started or loaded.
-    #[error("no server state: the server was never started")]
-    NotStarted,
     /// The saved state could not be read.
     #[error("unreadable spawner state")]
     State(#[source] serde_json::Error),
@@ -114,7 +119,7 @@ impl Error {
     /// Whether a retry later might succeed (transport errors, 5xx, 429, quota).
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Transport { .. } | Self::QuotaExceeded { .. } | Self::Timeout(_) => true,
+            Self::Transport { .. } | Self::QuotaExceeded { .. } | Self::Timeout { .. } => true,
             Self::Api { code, .. } => *code >= 500 || *code == 429,
             _ => false,
         }

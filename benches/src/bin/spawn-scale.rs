@@ -25,6 +25,7 @@ use secrecy::SecretString;
 use serde_json::json;
 
 struct Args {
+    max_requests: usize,
     api: String,
     users: usize,
     failing: usize,
@@ -33,6 +34,7 @@ struct Args {
 fn args() -> Result<Args, String> {
     let mut out = Args {
         api: String::new(),
+        max_requests: egi_spawner::kube::RuntimeOptions::default().max_requests,
         users: 1000,
         failing: 20,
     };
@@ -43,6 +45,9 @@ fn args() -> Result<Args, String> {
             "--api" => out.api = value,
             "--users" => out.users = value.parse().map_err(|e| format!("--users: {e}"))?,
             "--failing" => out.failing = value.parse().map_err(|e| format!("--failing: {e}"))?,
+            "--max-requests" => {
+                out.max_requests = value.parse().map_err(|e| format!("--max-requests: {e}"))?
+            }
             _ => return Err(format!("unknown argument {arg}")),
         }
     }
@@ -177,12 +182,25 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn start_all(
     spawners: &[Arc<KubeSpawner>],
 ) -> Vec<(String, Result<String, Error>, SystemTime)> {
+    start_all_with(spawners, "default").await
+}
+
+/// Starts every spawner at once with that profile; returns each pod name, outcome and the
+/// wall-clock time the start returned.
+async fn start_all_with(
+    spawners: &[Arc<KubeSpawner>],
+    profile: &'static str,
+) -> Vec<(String, Result<String, Error>, SystemTime)> {
     let tasks: Vec<_> = spawners
         .iter()
         .map(|s| {
             let s = Arc::clone(s);
             tokio::spawn(async move {
-                let result = s.start(request(&s.user().name)).await;
+                let mut start = request(&s.user().name);
+                start
+                    .user_options
+                    .insert("profile".to_owned(), json!(profile));
+                let result = s.start(start).await;
                 let name = s.state().pod_name.unwrap_or_default();
                 (name, result, SystemTime::now())
             })
@@ -228,11 +246,19 @@ async fn main() -> ExitCode {
     let client = kube::Client::try_from(kube::Config::new(args.api.parse().expect("--api URL")))
         .expect("client");
     let config: KubeSpawnerConfig =
-        serde_json::from_value(json!({ "storage": { "policy": { "type": "per-user" } } }))
-            .expect("config");
+        serde_json::from_value(json!({
+            "storage": { "policy": { "type": "per-user" } },
+            // The failing spawns of the last phase pick this profile (same cluster, same watches).
+            "profile_list": [
+                { "display_name": "Default", "slug": "default", "default": true },
+                { "display_name": "Broken", "slug": "broken", "kubespawner_override": { "image": "broken/notebook:1" } }
+            ]
+        }))
+        .expect("config");
     let mut options = RuntimeOptions::default();
     options.start_timeout = Duration::from_secs(120);
     options.stop_timeout = Duration::from_secs(120);
+    options.max_requests = args.max_requests;
     let cluster = KubeCluster::new(client, config, options).expect("cluster");
     cluster.watch_namespace("default").await.expect("watch");
 
@@ -254,7 +280,10 @@ async fn main() -> ExitCode {
     let first = control.counters().await;
     let failed_first = started.iter().filter(|(_, r, _)| r.is_err()).count();
     if let Some((name, Err(e), _)) = started.iter().find(|(_, r, _)| r.is_err()) {
-        eprintln!("first failure: {name}: {e}");
+        let cause = std::error::Error::source(e)
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
+        eprintln!("first failure: {name}: {e}{cause}");
     }
     let rss_running = rss_kb("VmRSS:");
     let hwm_running = rss_kb("VmHWM:");
@@ -293,26 +322,18 @@ async fn main() -> ExitCode {
 
     // Image-pull failures: time from the kubelet's first ErrImagePull to start() failing.
     control
-        .fault(json!({ "image_pull": "broken/notebook" }))
+        .fault(json!({ "action": "fail_image_pull", "pattern": "broken/notebook" }))
         .await;
-    let broken_config: KubeSpawnerConfig =
-        serde_json::from_value(json!({ "image": "broken/notebook:1" })).expect("config");
-    let broken_cluster = KubeCluster::new(
-        cluster.client().clone(),
-        broken_config,
-        RuntimeOptions::default(),
-    )
-    .expect("cluster");
     let broken: Vec<Arc<KubeSpawner>> = (0..args.failing)
         .map(|i| {
             let user = UserInfo {
                 name: format!("broken{i:03}"),
                 ..UserInfo::default()
             };
-            Arc::new(broken_cluster.spawner(user, ""))
+            Arc::new(cluster.spawner(user, ""))
         })
         .collect();
-    let failed = start_all(&broken).await;
+    let failed = start_all_with(&broken, "broken").await;
     let timeline = control.timeline().await;
     let mut pull_reports: Vec<f64> = failed
         .iter()
@@ -337,6 +358,7 @@ async fn main() -> ExitCode {
     let n = args.users;
     let report = json!({
         "users": n,
+        "max_requests": args.max_requests,
         "first_spawns": { "failed": failed_first, "wall_s": first_wall.as_secs_f64(), "requests_per_spawn": per_op(&first, n) },
         "returning_spawns": { "failed": failed_again, "requests_per_spawn": per_op(&returning, n) },
         "stops": { "failed": failed_stops, "requests_per_stop": per_op(&stops, n) },

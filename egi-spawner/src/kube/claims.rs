@@ -56,8 +56,8 @@ impl KubeSpawner {
                 }
                 // Annotations cannot be selected server-side: one list, on the first start
                 // only; the claim found is remembered in the state.
-                let list = self
-                    .claims(&plan.namespace)
+                let api = self.claims(&plan.namespace);
+                let list = api
                     .list(&ListParams::default())
                     .await
                     .map_err(|e| api_error("list persistentvolumeclaims", &plan.namespace, e))?;
@@ -205,8 +205,8 @@ impl KubeSpawner {
         }
         let patch =
             serde_json::json!({ "spec": { "resources": { "requests": { "storage": want } } } });
-        self.claims(namespace)
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        let api = self.claims(namespace);
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(|e| api_error(format!("expand persistentvolumeclaim {name}"), namespace, e))?;
         tracing::info!(claim = %name, %have, %want, "claim expanded");
@@ -229,7 +229,7 @@ impl KubeSpawner {
             .or_else(|| manifest.metadata.name.clone())
             .unwrap_or_default();
         let api = self.claims(&plan.namespace);
-        let claim = match api.get(&name).await {
+        let claim = match self.cluster.limited(api.get(&name)).await {
             Ok(claim) => claim,
             Err(e) if status_code(&e) == Some(404) => return Ok(()),
             Err(e) => {
@@ -257,7 +257,7 @@ impl KubeSpawner {
             }),
             ..DeleteParams::default()
         };
-        match api.delete(&name, &params).await {
+        match self.cluster.limited(api.delete(&name, &params)).await {
             Ok(_) => {}
             Err(e) if status_code(&e) == Some(404) => {}
             Err(e) => {

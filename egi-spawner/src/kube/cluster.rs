@@ -23,8 +23,14 @@ pub struct RuntimeOptions {
     /// Fail a start as soon as the scheduler says no node fits. Turn off with a cluster
     /// autoscaler, where unschedulable pods wait for a new node.
     pub fail_unschedulable: bool,
-    /// How long the first list of a namespace may take before a start gives up.
+    /// How long the first list of a namespace may take before a start gives up (`poll`
+    /// waits as long as it takes, as KubeSpawner's does).
     pub sync_timeout: Duration,
+    /// Writes in flight at once, for all spawners of the cluster: a start holds one slot
+    /// for its claim, pod and Secret (so its Secret follows its pod at once), a stop or a
+    /// token update one for its request; watches are not counted. Bounds the connections,
+    /// the memory and the load a burst of spawns puts on the API server.
+    pub max_requests: usize,
 }
 
 impl Default for RuntimeOptions {
@@ -35,6 +41,7 @@ impl Default for RuntimeOptions {
             delete_grace_period: 1,
             fail_unschedulable: true,
             sync_timeout: Duration::from_secs(30),
+            max_requests: 32,
         }
     }
 }
@@ -44,6 +51,7 @@ pub(crate) struct Shared {
     pub(crate) config: KubeSpawnerConfig,
     pub(crate) options: RuntimeOptions,
     caches: Mutex<HashMap<String, Arc<NamespaceCache>>>,
+    requests: tokio::sync::Semaphore,
 }
 
 /// The Kubernetes side of a hub: one client, one configuration, one watch-backed pod cache per
@@ -74,6 +82,7 @@ impl KubeCluster {
             shared: Arc::new(Shared {
                 client,
                 config,
+                requests: tokio::sync::Semaphore::new(options.max_requests.max(1)),
                 options,
                 caches: Mutex::new(HashMap::new()),
             }),
@@ -125,15 +134,36 @@ impl KubeCluster {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Runs one API request when a slot is free (see [`RuntimeOptions::max_requests`]).
+    pub(crate) async fn limited<T>(&self, request: impl Future<Output = T>) -> T {
+        // The semaphore is never closed, so acquiring cannot fail.
+        let _permit = self.shared.requests.acquire().await.ok();
+        request.await
+    }
+
+    /// Like [`KubeCluster::limited`], but the future is made only once a slot is free, so a
+    /// queue of waiting spawns holds no request state.
+    pub(crate) async fn limited_with<F, T>(&self, make: impl FnOnce() -> F) -> T
+    where
+        F: Future<Output = T>,
+    {
+        let _permit = self.shared.requests.acquire().await.ok();
+        make().await
+    }
+
+    /// The cache of a namespace, started on first use, synced or not.
+    pub(crate) fn cache_started(&self, namespace: &str) -> Arc<NamespaceCache> {
+        let mut caches = self.lock();
+        Arc::clone(
+            caches
+                .entry(namespace.to_owned())
+                .or_insert_with(|| NamespaceCache::start(self.shared.client.clone(), namespace)),
+        )
+    }
+
     /// The synced cache of a namespace, started on first use.
     pub(crate) async fn cache(&self, namespace: &str) -> Result<Arc<NamespaceCache>> {
-        let cache =
-            {
-                let mut caches = self.lock();
-                Arc::clone(caches.entry(namespace.to_owned()).or_insert_with(|| {
-                    NamespaceCache::start(self.shared.client.clone(), namespace)
-                }))
-            };
+        let cache = self.cache_started(namespace);
         tokio::time::timeout(self.shared.options.sync_timeout, cache.wait_synced())
             .await
             .map_err(|_| Error::CacheUnavailable {

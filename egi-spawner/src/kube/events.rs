@@ -57,7 +57,11 @@ impl PodEvent {
 
 #[derive(Default)]
 struct Inner {
-    listeners: HashMap<String, mpsc::UnboundedSender<PodEvent>>,
+    /// By pod name: the listener's id and its channel.
+    listeners: HashMap<String, (u64, mpsc::UnboundedSender<PodEvent>)>,
+    next_id: u64,
+    /// Where the last watch stopped: a new one resumes there instead of listing again.
+    version: Option<String>,
     /// `true` once the running watch has its starting resourceVersion.
     running: Option<watch::Receiver<bool>>,
 }
@@ -73,12 +77,21 @@ pub(crate) struct EventsHub {
 pub(crate) struct Listener {
     hub: Arc<EventsHub>,
     pod: String,
+    id: u64,
     pub(crate) rx: mpsc::UnboundedReceiver<PodEvent>,
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        self.hub.lock().listeners.remove(&self.pod);
+        let mut inner = self.hub.lock();
+        // Only our own entry: a later listener of the same name replaced it.
+        if inner
+            .listeners
+            .get(&self.pod)
+            .is_some_and(|(id, _)| *id == self.id)
+        {
+            inner.listeners.remove(&self.pod);
+        }
     }
 }
 
@@ -99,10 +112,12 @@ impl EventsHub {
     /// event created after this returns is delivered.
     pub(crate) async fn listen(self: &Arc<Self>, pod: &str) -> Listener {
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut ready = {
+        let (id, mut ready) = {
             let mut inner = self.lock();
-            inner.listeners.insert(pod.to_owned(), tx);
-            match &inner.running {
+            inner.next_id += 1;
+            let id = inner.next_id;
+            inner.listeners.insert(pod.to_owned(), (id, tx));
+            let ready = match &inner.running {
                 Some(ready) => ready.clone(),
                 None => {
                     let (ready_tx, ready_rx) = watch::channel(false);
@@ -115,13 +130,15 @@ impl EventsHub {
                     ));
                     ready_rx
                 }
-            }
+            };
+            (id, ready)
         };
         // Bounded: if the events API is down, spawning goes on without progress messages.
         let _ = tokio::time::timeout(Duration::from_secs(5), ready.wait_for(|r| *r)).await;
         Listener {
             hub: Arc::clone(self),
             pod: pod.to_owned(),
+            id,
             rx,
         }
     }
@@ -131,16 +148,18 @@ impl EventsHub {
             return;
         };
         let inner = self.lock();
-        if let Some(tx) = inner.listeners.get(name) {
+        if let Some((_, tx)) = inner.listeners.get(name) {
             let _ = tx.send(PodEvent::of(event));
         }
     }
 
-    /// Stops the watch if nobody listens; returns whether it stopped.
-    fn stop_if_idle(&self) -> bool {
+    /// Stops the watch if nobody listens, remembering where it was; returns whether it
+    /// stopped.
+    fn stop_if_idle(&self, version: Option<&str>) -> bool {
         let mut inner = self.lock();
         if inner.listeners.is_empty() {
             inner.running = None;
+            inner.version = version.map(str::to_owned);
             true
         } else {
             false
@@ -160,73 +179,87 @@ async fn run(
 ) {
     let api: Api<Event> = Api::namespaced(client, &namespace);
     let mut quiet_since: Option<tokio::time::Instant> = None;
-    'relist: loop {
-        let list = ListParams::default().fields(EVENTS_SELECTOR).limit(1);
-        let mut version = match api.list_metadata(&list).await {
-            Ok(list) => list.metadata.resource_version.unwrap_or_default(),
+    // Resume where the last watch of this namespace stopped; list (one item) only without.
+    let mut version: Option<String> = hub.upgrade().and_then(|h| h.lock().version.clone());
+    loop {
+        let from = match version.clone() {
+            Some(from) => from,
+            None => {
+                let list = ListParams::default().fields(EVENTS_SELECTOR).limit(1);
+                match api.list_metadata(&list).await {
+                    Ok(list) => list.metadata.resource_version.unwrap_or_default(),
+                    Err(error) => {
+                        tracing::warn!(%namespace, %error, "listing events failed; retrying");
+                        if hub.upgrade().is_none_or(|h| h.stop_if_idle(None)) {
+                            return;
+                        }
+                        tokio::time::sleep(RETRY).await;
+                        continue;
+                    }
+                }
+            }
+        };
+        version = Some(from.clone());
+        ready.send_replace(true);
+        let params = WatchParams::default().fields(EVENTS_SELECTOR).timeout(290);
+        let stream = match api.watch(&params, &from).await {
+            Ok(stream) => stream,
             Err(error) => {
-                tracing::warn!(%namespace, %error, "listing events failed; retrying");
-                if hub.upgrade().is_none_or(|h| h.stop_if_idle()) {
+                tracing::warn!(%namespace, %error, "events watch failed; retrying");
+                if hub
+                    .upgrade()
+                    .is_none_or(|h| h.stop_if_idle(version.as_deref()))
+                {
                     return;
                 }
                 tokio::time::sleep(RETRY).await;
-                continue 'relist;
+                continue;
             }
         };
-        ready.send_replace(true);
+        let mut stream = std::pin::pin!(stream);
         loop {
-            let params = WatchParams::default().fields(EVENTS_SELECTOR).timeout(290);
-            let stream = match api.watch(&params, &version).await {
-                Ok(stream) => stream,
-                Err(error) => {
-                    tracing::warn!(%namespace, %error, "events watch failed; retrying");
-                    if hub.upgrade().is_none_or(|h| h.stop_if_idle()) {
-                        return;
+            let next = tokio::time::timeout(Duration::from_secs(1), stream.next()).await;
+            let Some(hub) = hub.upgrade() else { return };
+            if hub.idle() {
+                let since = *quiet_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= IDLE_STOP && hub.stop_if_idle(version.as_deref()) {
+                    return;
+                }
+            } else {
+                quiet_since = None;
+            }
+            match next {
+                Err(_) => continue,
+                // The server ended the watch (its timeout): resume from where we are.
+                Ok(None) => break,
+                Ok(Some(Ok(WatchEvent::Added(event) | WatchEvent::Modified(event)))) => {
+                    if let Some(rv) = &event.metadata.resource_version {
+                        version = Some(rv.clone());
                     }
+                    hub.route(&event);
+                }
+                Ok(Some(Ok(WatchEvent::Deleted(event)))) => {
+                    if let Some(rv) = &event.metadata.resource_version {
+                        version = Some(rv.clone());
+                    }
+                }
+                Ok(Some(Ok(WatchEvent::Bookmark(bookmark)))) => {
+                    version = Some(bookmark.metadata.resource_version);
+                }
+                Ok(Some(Ok(WatchEvent::Error(status)))) if status.code == 410 => {
+                    // Too old: start again from now.
+                    version = None;
+                    break;
+                }
+                Ok(Some(Ok(WatchEvent::Error(status)))) => {
+                    tracing::warn!(%namespace, code = status.code, message = %status.message, "events watch error");
                     tokio::time::sleep(RETRY).await;
-                    continue;
+                    break;
                 }
-            };
-            let mut stream = std::pin::pin!(stream);
-            loop {
-                let next = tokio::time::timeout(Duration::from_secs(1), stream.next()).await;
-                let Some(hub) = hub.upgrade() else { return };
-                if hub.idle() {
-                    let since = *quiet_since.get_or_insert_with(tokio::time::Instant::now);
-                    if since.elapsed() >= IDLE_STOP && hub.stop_if_idle() {
-                        return;
-                    }
-                } else {
-                    quiet_since = None;
-                }
-                match next {
-                    Err(_) => continue,
-                    Ok(None) => break,
-                    Ok(Some(Ok(WatchEvent::Added(event) | WatchEvent::Modified(event)))) => {
-                        if let Some(rv) = &event.metadata.resource_version {
-                            version.clone_from(rv);
-                        }
-                        hub.route(&event);
-                    }
-                    Ok(Some(Ok(WatchEvent::Deleted(event)))) => {
-                        if let Some(rv) = &event.metadata.resource_version {
-                            version.clone_from(rv);
-                        }
-                    }
-                    Ok(Some(Ok(WatchEvent::Bookmark(bookmark)))) => {
-                        version = bookmark.metadata.resource_version;
-                    }
-                    Ok(Some(Ok(WatchEvent::Error(status)))) if status.code == 410 => {
-                        continue 'relist;
-                    }
-                    Ok(Some(Ok(WatchEvent::Error(status)))) => {
-                        tracing::warn!(%namespace, code = status.code, message = %status.message, "events watch error");
-                        break;
-                    }
-                    Ok(Some(Err(error))) => {
-                        tracing::debug!(%namespace, %error, "events watch ended; resuming");
-                        break;
-                    }
+                Ok(Some(Err(error))) => {
+                    tracing::debug!(%namespace, %error, "events watch broke; resuming");
+                    tokio::time::sleep(RETRY).await;
+                    break;
                 }
             }
         }

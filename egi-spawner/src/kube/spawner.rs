@@ -6,7 +6,7 @@
 //! with it by owner reference. Readiness, `poll()` and the wait for a pod to be gone read the
 //! namespace's watch-backed cache: no per-user GET or LIST.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use futures_util::stream::BoxStream;
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -33,6 +33,14 @@ pub struct KubeSpawner {
     pub(crate) server: String,
     state: Mutex<SpawnerState>,
     progress: Progress,
+    /// Held for the whole of a start: starts of one server never overlap, and `stop` waits
+    /// for a start it cancelled to let go.
+    starting: tokio::sync::Mutex<()>,
+    /// Bumped by every `stop`: a start running at that moment gives up.
+    stops: watch::Sender<u64>,
+    /// The latest tokens given to `start` or `update_tokens`, so a refresh that lands while
+    /// a start runs is not lost.
+    tokens: Mutex<Option<crate::UserTokens>>,
 }
 
 impl std::fmt::Debug for KubeSpawner {
@@ -53,6 +61,9 @@ impl KubeSpawner {
             server: server.to_owned(),
             state: Mutex::new(SpawnerState::default()),
             progress: Progress::new(),
+            starting: tokio::sync::Mutex::new(()),
+            stops: watch::channel(0).0,
+            tokens: Mutex::new(None),
         }
     }
 
@@ -80,6 +91,13 @@ impl KubeSpawner {
         if let Some(secret) = &state.token_secret {
             plan.secret_name.clone_from(secret);
         }
+        // A claim that exists keeps its name (KubeSpawner's `pvc_name` in the state), whatever
+        // the template says now.
+        if let (Some(pvc), crate::ClaimPlan::Ensure { manifest, .. }) =
+            (&state.pvc_name, &mut plan.claim)
+        {
+            manifest.metadata.name = Some(pvc.clone());
+        }
         Ok(plan)
     }
 
@@ -100,41 +118,94 @@ impl KubeSpawner {
         }
     }
 
+    /// Runs a start under the start lock; a `stop` meanwhile cancels it.
+    async fn start_guarded(&self, request: StartRequest) -> Result<String> {
+        let _starting = self.starting.lock().await;
+        let mut stops = self.stops.subscribe();
+        stops.mark_unchanged();
+        let result = tokio::select! {
+            result = self.start_inner(request) => result,
+            _ = stops.changed() => Err(Error::Stopped),
+        };
+        match &result {
+            Ok(url) => self
+                .progress
+                .finish(format!("Server ready at {url}"), false),
+            Err(error) => {
+                if let Error::SpawnFailed { message, .. } = error
+                    && message.contains("persistentvolumeclaim")
+                    && message.contains("not found")
+                {
+                    // The claim was deleted behind our back: ensure it again next time.
+                    let mut state = self.lock();
+                    state.pvc_name = None;
+                    state.pvc_capacity = None;
+                }
+                self.progress.finish(format!("Spawn failed: {error}"), true);
+            }
+        }
+        result
+    }
+
     async fn start_inner(&self, request: StartRequest) -> Result<String> {
         let options = &self.cluster.shared.options;
         let deadline = Instant::now() + options.start_timeout;
+        let namespace = self.plan(&request.user_options)?.namespace;
+        let cache = self.cluster.cache(&namespace).await?;
+        // Everything big (plan, manifests, the hub's context) is dropped before the wait, so
+        // a thousand waiting spawns hold little more than their cache subscription.
+        // One request slot for the whole write phase: a spawn's Secret follows its pod at
+        // once instead of queueing behind other spawns' pods (the kubelet waits for it).
+        let (uid, port, mut listener, watched) = self
+            .cluster
+            // Boxed and made late: the write phase's (large) state exists only while it runs.
+            .limited_with(|| Box::pin(self.create(request, &cache, deadline)))
+            .await?;
+        let mut rx = watched.rx.clone();
+        let ip = self
+            .wait_ready(&mut rx, &mut listener, &uid, deadline)
+            .await?;
+        Ok(format!("http://{ip}:{port}"))
+    }
+
+    /// The writes of a start: claim, pod, token Secret. Returns the pod's UID and port, and
+    /// the subscriptions the wait needs (made before the create, so nothing is missed).
+    async fn create(
+        &self,
+        request: StartRequest,
+        cache: &Arc<NamespaceCache>,
+        deadline: Instant,
+    ) -> Result<(String, u16, Listener, Watched)> {
         let plan = self.plan(&request.user_options)?;
-        self.progress.reset(format!(
-            "Starting server {} in namespace {}",
+        let tokens = {
+            let mut latest = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+            if request.tokens.is_some() {
+                latest.clone_from(&request.tokens);
+            }
+            latest.clone()
+        };
+        self.progress.step(format!(
+            "Server {} in namespace {}",
             plan.pod_name, plan.namespace
         ));
-        let cache = self.cluster.cache(&plan.namespace).await?;
-
         let claim = self.ensure_claim(&plan).await?;
         if let Some(claim) = &claim {
             self.progress.step(format!("Volume {claim} ready"));
         }
 
-        let pod = manifest::pod(&plan, &request.hub, claim.as_deref());
-        let mut listener = cache.events.listen(&plan.pod_name).await;
-        let mut rx = cache.subscribe(&plan.pod_name);
-        let created = self
-            .create_pod(&cache, &plan, &pod, &mut rx, deadline)
-            .await;
-        let created = match created {
-            Ok(created) => created,
-            Err(error) => {
-                cache.release(&plan.pod_name);
-                return Err(error);
-            }
-        };
-        let uid = created.metadata.uid.clone().unwrap_or_default();
+        let listener = cache.events.listen(&plan.pod_name).await;
+        let watched = Watched::new(cache, &plan.pod_name);
+        let mut rx = watched.rx.clone();
+        // Known before the create: a stop from now on deletes the pod even if the create's
+        // answer never reaches us.
         {
             let mut state = self.lock();
             state.pod_name = Some(plan.pod_name.clone());
             state.namespace = Some(plan.namespace.clone());
             state.token_secret = Some(plan.secret_name.clone());
         }
+        let build = || manifest::pod(&plan, &request.hub, claim.as_deref());
+        let uid = self.create_pod(&plan, build, &mut rx, deadline).await?;
         self.progress.step(format!("Pod {} created", plan.pod_name));
 
         let owner = OwnerReference {
@@ -145,35 +216,16 @@ impl KubeSpawner {
             block_owner_deletion: None,
             controller: None,
         };
-        let secret = manifest::token_secret(&plan, &request.hub, request.tokens.as_ref(), owner);
+        let secret = manifest::token_secret(&plan, &request.hub, tokens.as_ref(), owner);
         if let Err(error) = self.put_secret(&plan.namespace, &secret).await {
             // Without its Secret the pod can never start: take it away again.
             let api: Api<Pod> =
                 Api::namespaced(self.cluster.shared.client.clone(), &plan.namespace);
-            let _ = api
-                .delete(&plan.pod_name, &delete_params(0, Some(&uid)))
-                .await;
-            self.progress.finish(format!("Spawn failed: {error}"), true);
+            let params = delete_params(0, Some(&uid));
+            let _ = api.delete(&plan.pod_name, &params).await;
             return Err(error);
         }
-
-        let outcome = self
-            .wait_ready(&mut rx, &mut listener, &uid, deadline)
-            .await;
-        drop(rx);
-        cache.release(&plan.pod_name);
-        match outcome {
-            Ok(ip) => {
-                let url = format!("http://{ip}:{}", plan.settings.port);
-                self.progress
-                    .finish(format!("Server ready at {url}"), false);
-                Ok(url)
-            }
-            Err(error) => {
-                self.progress.finish(format!("Spawn failed: {error}"), true);
-                Err(error)
-            }
-        }
+        Ok((uid, plan.settings.port, listener, watched))
     }
 
     /// Creates the pod. A 409 means a pod of that name exists: an old server of ours (stale,
@@ -181,18 +233,19 @@ impl KubeSpawner {
     /// pod that is not a notebook server is never touched.
     async fn create_pod(
         &self,
-        cache: &NamespaceCache,
         plan: &SpawnPlan,
-        pod: &Pod,
+        build: impl Fn() -> Pod,
         rx: &mut watch::Receiver<Slot>,
         deadline: Instant,
-    ) -> Result<Pod> {
+    ) -> Result<String> {
         let shared = &self.cluster.shared;
         let api: Api<Pod> = Api::namespaced(shared.client.clone(), &plan.namespace);
         let action = || format!("create pod {}", plan.pod_name);
         for _ in 0..3 {
-            let error = match api.create(&PostParams::default(), pod).await {
-                Ok(created) => return Ok(created),
+            // The manifest exists only while its request runs.
+            let created = api.create(&PostParams::default(), &build()).await;
+            let error = match created {
+                Ok(created) => return Ok(created.metadata.uid.unwrap_or_default()),
                 Err(error) if status_code(&error) == Some(409) => error,
                 Err(error) => return Err(api_error(action(), &plan.namespace, error)),
             };
@@ -207,12 +260,14 @@ impl KubeSpawner {
             let Some(old) = old else {
                 return Err(api_error(action(), &plan.namespace, error));
             };
+            if !old.belongs_to(&self.user.name, &self.server) {
+                // Another user's server took the name (a template collision): never touch it.
+                return Err(api_error(action(), &plan.namespace, error));
+            }
             if !old.terminating {
                 tracing::info!(pod = %plan.pod_name, uid = %old.uid, "replacing a stale server pod");
-                match api
-                    .delete(&plan.pod_name, &delete_params(0, Some(&old.uid)))
-                    .await
-                {
+                let params = delete_params(0, Some(&old.uid));
+                match api.delete(&plan.pod_name, &params).await {
                     Ok(_) => {}
                     Err(e) if matches!(status_code(&e), Some(404 | 409)) => {}
                     Err(e) => {
@@ -234,9 +289,11 @@ impl KubeSpawner {
             )
             .await;
             if gone.is_none() {
-                return Err(Error::Timeout(shared.options.start_timeout));
+                return Err(Error::Timeout {
+                    what: "the old pod to be gone",
+                    after: shared.options.start_timeout,
+                });
             }
-            let _ = cache;
         }
         Err(Error::Api {
             action: action(),
@@ -305,7 +362,8 @@ impl KubeSpawner {
                         Readiness::Starting => {}
                     }
                 }
-                None if seen => {
+                // Gone, or replaced by another pod of that name, after we saw ours.
+                _ if seen => {
                     return Err(Error::SpawnFailed {
                         reason: crate::FailureReason::Deleted,
                         message: "the pod disappeared while starting".to_owned(),
@@ -325,13 +383,16 @@ impl KubeSpawner {
                     None => events_open = false,
                 },
                 () = tokio::time::sleep_until(deadline) => {
-                    return Err(Error::Timeout(shared.options.start_timeout));
+                    return Err(Error::Timeout { what: "the server to be ready", after: shared.options.start_timeout });
                 }
             }
         }
     }
 
     async fn stop_inner(&self, now: bool) -> Result<()> {
+        // Cancel a running start and wait until it has let go: its pod name is in the state.
+        self.stops.send_modify(|n| *n += 1);
+        let _starting = self.starting.lock().await;
         let (namespace, name) = {
             let state = self.lock();
             match (&state.namespace, &state.pod_name) {
@@ -340,8 +401,10 @@ impl KubeSpawner {
             }
         };
         let shared = &self.cluster.shared;
-        let cache = self.cluster.cache(&namespace).await?;
-        let mut rx = cache.subscribe(&name);
+        // The DELETE goes first and needs no cache; the cache only tells when the pod is gone.
+        let cache = self.cluster.cache_started(&namespace);
+        let watched = Watched::new(&cache, &name);
+        let mut rx = watched.rx.clone();
         let known = rx.borrow().clone();
         let api: Api<Pod> = Api::namespaced(shared.client.clone(), &namespace);
         let grace = if now {
@@ -349,39 +412,56 @@ impl KubeSpawner {
         } else {
             shared.options.delete_grace_period
         };
-        let mut result = api
-            .delete(
-                &name,
-                &delete_params(grace, known.as_ref().map(|v| v.uid.as_str())),
-            )
-            .await;
+        let params = delete_params(grace, known.as_ref().map(|v| v.uid.as_str()));
+        let mut result = self.cluster.limited(api.delete(&name, &params)).await;
         if matches!(&result, Err(e) if status_code(e) == Some(409)) {
             // The cache knew an older pod: delete what is there now.
-            result = api.delete(&name, &delete_params(grace, None)).await;
+            let params = delete_params(grace, None);
+            result = self.cluster.limited(api.delete(&name, &params)).await;
         }
-        match result {
-            Ok(_) => {}
-            Err(error) if status_code(&error) == Some(404) => {}
+        let deleted_uid = match result {
+            Ok(either) => either.left().and_then(|pod| pod.metadata.uid),
+            Err(error) if status_code(&error) == Some(404) => None,
             Err(error) => {
-                drop(rx);
-                cache.release(&name);
                 return Err(api_error(format!("delete pod {name}"), &namespace, error));
             }
-        }
+        };
         let deadline = Instant::now() + shared.options.stop_timeout;
-        let gone = wait_for(&mut rx, Option::is_none, deadline).await;
-        drop(rx);
-        cache.release(&name);
-        match gone {
-            Some(_) => Ok(()),
-            None => Err(Error::Timeout(shared.options.stop_timeout)),
+        let synced = tokio::time::timeout_at(deadline, cache.wait_synced()).await;
+        // Gone means: no pod of that name, or a newer one (a restart right after the stop).
+        let gone = synced.is_ok()
+            && wait_for(
+                &mut rx,
+                |slot| match (slot, &deleted_uid) {
+                    (None, _) => true,
+                    (Some(view), Some(uid)) => &view.uid != uid,
+                    (Some(_), None) => false,
+                },
+                deadline,
+            )
+            .await
+            .is_some();
+        if gone {
+            Ok(())
+        } else {
+            Err(Error::Timeout {
+                what: "the pod to be gone",
+                after: shared.options.stop_timeout,
+            })
         }
     }
 
     async fn poll_inner(&self) -> Result<PollStatus> {
+        if self.starting.try_lock().is_err() {
+            // A start is running: JupyterHub's "running or starting".
+            return Ok(PollStatus::Running);
+        }
         let has_state = self.lock().pod_name.is_some();
         let (namespace, name) = self.location()?;
-        let cache = self.cluster.cache(&namespace).await?;
+        // As KubeSpawner, poll waits for the first list however long it takes: answering
+        // "stopped" for a server that runs would make the hub forget it.
+        let cache = self.cluster.cache_started(&namespace);
+        cache.wait_synced().await;
         let Some(view) = cache.get(&name) else {
             return Ok(if has_state {
                 PollStatus::Exited {
@@ -396,8 +476,8 @@ impl KubeSpawner {
             });
         };
         if !has_state {
-            if !view.belongs_to(&self.user.name, &self.server) {
-                // Someone else's pod under our template name: not our server.
+            if view.terminating || !view.belongs_to(&self.user.name, &self.server) {
+                // Going away, or someone else's pod under our template name: not our server.
                 return Ok(PollStatus::Exited {
                     code: 0,
                     reason: None,
@@ -405,9 +485,16 @@ impl KubeSpawner {
             }
             // A pod of ours the hub lost track of (state cleared, hub restarted): adopt it.
             tracing::info!(pod = %name, "adopting a running server pod");
+            let plan = crate::resolve(
+                &self.cluster.shared.config,
+                &self.user,
+                &self.server,
+                &Default::default(),
+            )?;
             let mut state = self.lock();
             state.pod_name = Some(name);
             state.namespace = Some(namespace);
+            state.token_secret = Some(plan.secret_name);
         }
         Ok(match view.exit_status() {
             None => PollStatus::Running,
@@ -421,6 +508,7 @@ impl KubeSpawner {
     /// Writes new Check-in tokens into the running server's token Secret (a merge patch of its
     /// two token keys). Returns `false` when the server has no Secret (not running).
     pub async fn update_tokens(&self, tokens: &crate::UserTokens) -> Result<bool> {
+        *self.tokens.lock().unwrap_or_else(PoisonError::into_inner) = Some(tokens.clone());
         let (namespace, secret) = {
             let state = self.lock();
             match (&state.namespace, &state.token_secret) {
@@ -430,12 +518,13 @@ impl KubeSpawner {
         };
         let api: Api<Secret> = Api::namespaced(self.cluster.shared.client.clone(), &namespace);
         let patch = serde_json::json!({ "data": manifest::token_data(tokens) });
-        match api
-            .patch(
+        match self
+            .cluster
+            .limited(api.patch(
                 &secret,
                 &kube::api::PatchParams::default(),
                 &kube::api::Patch::Merge(&patch),
-            )
+            ))
             .await
         {
             Ok(_) => Ok(true),
@@ -456,6 +545,42 @@ impl KubeSpawner {
     /// The server name (empty for the default server).
     pub fn server_name(&self) -> &str {
         &self.server
+    }
+}
+
+/// Ends the progress log if a start future is dropped before it finished (the hub's own
+/// timeout), so progress streams end too.
+struct FinishOnDrop<'a>(&'a Progress);
+
+impl Drop for FinishOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.finish("Spawn cancelled".to_owned(), true);
+    }
+}
+
+/// Follows one pod name in a namespace cache; the cache entry is released when dropped.
+struct Watched {
+    cache: Arc<NamespaceCache>,
+    name: String,
+    rx: watch::Receiver<Slot>,
+}
+
+impl Watched {
+    fn new(cache: &Arc<NamespaceCache>, name: &str) -> Watched {
+        Watched {
+            cache: Arc::clone(cache),
+            name: name.to_owned(),
+            rx: cache.subscribe(name),
+        }
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        // Our receiver must be gone before the entry can be released.
+        let (_, placeholder) = watch::channel(None);
+        drop(std::mem::replace(&mut self.rx, placeholder));
+        self.cache.release(&self.name);
     }
 }
 
@@ -487,7 +612,13 @@ async fn wait_for(
 
 impl Spawner for KubeSpawner {
     fn start(&self, request: StartRequest) -> BoxFuture<'_, Result<String>> {
-        Box::pin(self.start_inner(request))
+        // At once, not at the first poll of the future: a progress stream opened right after
+        // this call follows this start, not the previous one.
+        self.progress.reset("Starting server".to_owned());
+        Box::pin(async move {
+            let _finish = FinishOnDrop(&self.progress);
+            self.start_guarded(request).await
+        })
     }
 
     fn stop(&self, now: bool) -> BoxFuture<'_, Result<()>> {

@@ -25,8 +25,9 @@ pub(crate) struct PodView {
     /// Raw user and server names from the annotations (who the pod is for).
     pub(crate) username: Option<String>,
     pub(crate) servername: Option<String>,
-    /// The notebook container's waiting reason and message.
-    pub(crate) waiting: Option<(String, String)>,
+    /// A reason any container (init, notebook or extra) cannot start, with its message: an
+    /// image that cannot be pulled or a crash loop.
+    pub(crate) blocked: Option<(FailureReason, String)>,
     /// The notebook container's terminated state: exit code and reason.
     pub(crate) terminated: Option<(i32, String)>,
     pub(crate) restarts: i32,
@@ -43,7 +44,26 @@ pub(crate) struct PodView {
 fn waits_for_volume(message: &str) -> bool {
     message
         .to_ascii_lowercase()
-        .contains("persistentvolumeclaim")
+        .contains("unbound immediate persistentvolumeclaims")
+}
+
+/// Whether a container status says it cannot start: its image cannot be pulled, or it keeps
+/// crashing. The message names the container and carries the kubelet's words.
+fn blocking(status: &ContainerStatus) -> Option<(FailureReason, String)> {
+    let waiting = status.state.as_ref()?.waiting.as_ref()?;
+    let reason = waiting.reason.as_deref()?;
+    let kind = match reason {
+        "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull" => {
+            FailureReason::ImagePull
+        }
+        "CrashLoopBackOff" => FailureReason::CrashLoop,
+        _ => return None,
+    };
+    let message = match waiting.message.as_deref() {
+        Some(m) if !m.is_empty() => format!("container {}: {reason}: {m}", status.name),
+        _ => format!("container {}: {reason}", status.name),
+    };
+    Some((kind, message))
 }
 
 /// Where a start stands, read from a view.
@@ -66,17 +86,12 @@ impl PodView {
         let statuses: &[ContainerStatus] = status
             .and_then(|s| s.container_statuses.as_deref())
             .unwrap_or_default();
-        let notebook = statuses
-            .iter()
-            .find(|c| c.name == NOTEBOOK_CONTAINER)
-            .or_else(|| statuses.first());
+        let notebook = statuses.iter().find(|c| c.name == NOTEBOOK_CONTAINER);
+        let init: &[ContainerStatus] = status
+            .and_then(|s| s.init_container_statuses.as_deref())
+            .unwrap_or_default();
+        let blocked = init.iter().chain(statuses).find_map(blocking);
         let state = notebook.and_then(|c| c.state.as_ref());
-        let waiting = state.and_then(|s| s.waiting.as_ref()).map(|w| {
-            (
-                w.reason.clone().unwrap_or_default(),
-                w.message.clone().unwrap_or_default(),
-            )
-        });
         let terminated = state
             .and_then(|s| s.terminated.as_ref())
             .map(|t| (t.exit_code, t.reason.clone().unwrap_or_default()));
@@ -108,7 +123,7 @@ impl PodView {
             servername: annotations
                 .and_then(|a| a.get(SERVERNAME_ANNOTATION))
                 .cloned(),
-            waiting,
+            blocked,
             terminated,
             restarts: notebook.map(|c| c.restart_count).unwrap_or(0),
             unschedulable,
@@ -129,10 +144,12 @@ impl PodView {
         }
         if self.phase == "Failed" || self.reason.as_deref() == Some("Evicted") {
             let why = self.message.clone().or_else(|| self.reason.clone());
-            return Readiness::Failed(
-                FailureReason::Evicted,
-                why.unwrap_or_else(|| "the pod failed".to_owned()),
-            );
+            let kind = if self.reason.as_deref() == Some("Evicted") {
+                FailureReason::Evicted
+            } else {
+                FailureReason::Failed
+            };
+            return Readiness::Failed(kind, why.unwrap_or_else(|| "the pod failed".to_owned()));
         }
         if self.phase == "Succeeded" {
             let code = self.terminated.as_ref().map_or(0, |t| t.0);
@@ -141,22 +158,8 @@ impl PodView {
                 format!("the notebook exited with code {code} while starting"),
             );
         }
-        if let Some((reason, message)) = &self.waiting {
-            let kind = match reason.as_str() {
-                "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull" => {
-                    Some(FailureReason::ImagePull)
-                }
-                "CrashLoopBackOff" => Some(FailureReason::CrashLoop),
-                _ => None,
-            };
-            if let Some(kind) = kind {
-                let text = if message.is_empty() {
-                    reason.clone()
-                } else {
-                    format!("{reason}: {message}")
-                };
-                return Readiness::Failed(kind, text);
-            }
+        if let Some((kind, message)) = &self.blocked {
+            return Readiness::Failed(*kind, message.clone());
         }
         if fail_unschedulable
             && let Some(message) = &self.unschedulable
@@ -176,6 +179,13 @@ impl PodView {
         if self.terminating {
             return Some((1, "the pod is being deleted".to_owned()));
         }
+        // The notebook ended while the pod still runs (a sidecar, or before the kubelet
+        // restarts it): KubeSpawner reports its exit code too.
+        if self.phase == "Running"
+            && let Some((code, reason)) = &self.terminated
+        {
+            return Some((*code, reason.clone()));
+        }
         match self.phase.as_str() {
             "Failed" => {
                 let why = self.reason.clone().unwrap_or_else(|| "Failed".to_owned());
@@ -194,5 +204,127 @@ impl PodView {
     pub(crate) fn belongs_to(&self, username: &str, servername: &str) -> bool {
         self.username.as_deref() == Some(username)
             && self.servername.as_deref().unwrap_or("") == servername
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[allow(clippy::needless_pass_by_value)] // called with json! literals
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "jupyter-a", "uid": "u1",
+                         "annotations": {"hub.jupyter.org/username": "a", "hub.jupyter.org/servername": ""}},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn ready_needs_running_ip_and_every_container_ready() {
+        let ready = pod(serde_json::json!({
+            "phase": "Running", "podIP": "10.0.0.7",
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "containerStatuses": [
+                {"name": "notebook", "ready": true, "restartCount": 0, "image": "i", "imageID": "", "state": {"running": {}}},
+                {"name": "sidecar", "ready": true, "restartCount": 0, "image": "i", "imageID": "", "state": {"running": {}}}
+            ]
+        }));
+        assert_eq!(
+            PodView::of(&ready).readiness(true),
+            Readiness::Ready("10.0.0.7".to_owned())
+        );
+        let mut not_all = ready.clone();
+        not_all
+            .status
+            .as_mut()
+            .unwrap()
+            .container_statuses
+            .as_mut()
+            .unwrap()[1]
+            .ready = false;
+        assert_eq!(PodView::of(&not_all).readiness(true), Readiness::Starting);
+        let mut deleting = ready;
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                "2026-01-01T00:00:00Z".parse().unwrap(),
+            ));
+        assert!(matches!(
+            PodView::of(&deleting).readiness(true),
+            Readiness::Failed(FailureReason::Deleted, _)
+        ));
+    }
+
+    #[test]
+    fn an_init_container_that_cannot_pull_fails_the_start() {
+        let p = pod(serde_json::json!({
+            "phase": "Pending",
+            "initContainerStatuses": [{"name": "fetch", "ready": false, "restartCount": 0, "image": "x", "imageID": "",
+                "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"x\""}}}],
+            "containerStatuses": [{"name": "notebook", "ready": false, "restartCount": 0, "image": "i", "imageID": "",
+                "state": {"waiting": {"reason": "PodInitializing"}}}]
+        }));
+        match PodView::of(&p).readiness(true) {
+            Readiness::Failed(FailureReason::ImagePull, message) => {
+                assert!(
+                    message.starts_with("container fetch: ImagePullBackOff"),
+                    "{message}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unbound_claims_wait_but_missing_claims_and_full_nodes_fail() {
+        let unschedulable = |message: &str| {
+            pod(serde_json::json!({"phase": "Pending", "conditions": [
+                {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]}))
+        };
+        let unbound = unschedulable(
+            "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims.",
+        );
+        assert_eq!(PodView::of(&unbound).readiness(true), Readiness::Starting);
+        let missing =
+            unschedulable("0/1 nodes are available: persistentvolumeclaim \"c\" not found.");
+        assert!(matches!(
+            PodView::of(&missing).readiness(true),
+            Readiness::Failed(FailureReason::Unschedulable, _)
+        ));
+        let full = unschedulable("0/3 nodes are available: 3 Insufficient cpu.");
+        assert!(matches!(
+            PodView::of(&full).readiness(true),
+            Readiness::Failed(FailureReason::Unschedulable, _)
+        ));
+        assert_eq!(
+            PodView::of(&full).readiness(false),
+            Readiness::Starting,
+            "autoscaler mode waits"
+        );
+    }
+
+    #[test]
+    fn exit_statuses_follow_kubespawner() {
+        let evicted = pod(
+            serde_json::json!({"phase": "Failed", "reason": "Evicted", "message": "low on memory",
+            "containerStatuses": [{"name": "notebook", "ready": false, "restartCount": 0, "image": "i", "imageID": "",
+                "state": {"terminated": {"exitCode": 137, "reason": "Error"}}}]}),
+        );
+        assert_eq!(
+            PodView::of(&evicted).exit_status(),
+            Some((137, "Evicted".to_owned()))
+        );
+        let notebook_exited = pod(serde_json::json!({"phase": "Running",
+            "containerStatuses": [{"name": "notebook", "ready": false, "restartCount": 0, "image": "i", "imageID": "",
+                "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}));
+        assert_eq!(
+            PodView::of(&notebook_exited).exit_status(),
+            Some((0, "Completed".to_owned()))
+        );
+        let running = pod(serde_json::json!({"phase": "Running"}));
+        assert_eq!(PodView::of(&running).exit_status(), None);
+        assert!(PodView::of(&running).belongs_to("a", ""));
+        assert!(!PodView::of(&running).belongs_to("a", "other"));
     }
 }

@@ -6,4 +6,5 @@ mod support;
 mod claims;
 mod faults;
 mod lifecycle;
+mod races;
 mod tokens;
