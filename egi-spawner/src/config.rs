@@ -241,15 +241,18 @@ spawner_settings! {
         primary_group_annotation: bool = true,
     }
     settings {
-        /// Container image.
-        image: String = "quay.io/jupyter/base-notebook:latest".to_owned(),
-        /// `imagePullPolicy` (`IfNotPresent`, `Always`, `Never`).
-        image_pull_policy: Option<String> = Some("IfNotPresent".to_owned()),
+        /// Container image (KubeSpawner's default).
+        image: String = "quay.io/jupyterhub/singleuser:latest".to_owned(),
+        /// `imagePullPolicy` (`IfNotPresent`, `Always`, `Never`); unset lets Kubernetes
+        /// decide (`Always` for `:latest`), as KubeSpawner does.
+        image_pull_policy: Option<String> = None,
         /// Names of Secrets to pull the image with.
         image_pull_secrets: Vec<String> = Vec::new(),
-        /// The command (the container's `args`, so the image's entrypoint still runs).
-        cmd: Vec<String> = vec!["jupyterhub-singleuser".to_owned()],
-        /// Extra arguments after `cmd`.
+        /// The command (the container's `args`, so the image's entrypoint still runs). Empty,
+        /// the default, runs the image's own CMD (KubeSpawner's default).
+        cmd: Vec<String> = Vec::new(),
+        /// Extra arguments after `cmd`; ignored when `cmd` is empty (they would replace the
+        /// image's CMD), as KubeSpawner does.
         args: Vec<String> = Vec::new(),
         /// Working directory of the notebook container.
         working_dir: Option<String> = None,

@@ -94,7 +94,8 @@ pub fn single_user_env(plan: &SpawnPlan, hub: &HubContext) -> Vec<EnvVar> {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone())),
     );
-    env.into_iter()
+    dependency_order(env.into_iter().collect())
+        .into_iter()
         .map(|(name, value)| match value {
             EnvValue::Value(value) => EnvVar {
                 name,
@@ -108,6 +109,30 @@ pub fn single_user_env(plan: &SpawnPlan, hub: &HubContext) -> Vec<EnvVar> {
             },
         })
         .collect()
+}
+
+/// Orders variables by name, except that one whose value refers to another with `$(NAME)`
+/// comes after it: the kubelet expands a reference only to a variable defined earlier
+/// (KubeSpawner orders them the same way). Cycles keep name order.
+fn dependency_order(mut pending: Vec<(String, EnvValue)>) -> Vec<(String, EnvValue)> {
+    let refers = |value: &EnvValue, name: &str| match value {
+        EnvValue::Value(v) => v.contains(&format!("$({name})")),
+        EnvValue::From(_) => false,
+    };
+    let mut out: Vec<(String, EnvValue)> = Vec::with_capacity(pending.len());
+    while !pending.is_empty() {
+        // The first (by name) whose references are all already placed; else the first.
+        let ready = pending
+            .iter()
+            .position(|(name, value)| {
+                !pending
+                    .iter()
+                    .any(|(other, _)| other != name && refers(value, other))
+            })
+            .unwrap_or(0);
+        out.push(pending.remove(ready));
+    }
+    out
 }
 
 /// `json.dumps(list_of_strings)` as Python writes it: `", "` between items, non-ASCII as

@@ -260,7 +260,12 @@ pub fn pod(plan: &SpawnPlan, hub: &HubContext, claim: Option<&str>) -> Pod {
             ..VolumeMount::default()
         });
     }
-    let args: Vec<String> = settings.cmd.iter().chain(&settings.args).cloned().collect();
+    // Without a command, extra args would replace the image's CMD: KubeSpawner drops them.
+    let args: Vec<String> = if settings.cmd.is_empty() {
+        Vec::new()
+    } else {
+        settings.cmd.iter().chain(&settings.args).cloned().collect()
+    };
     let mut notebook = Container {
         name: CONTAINER_NAME.to_owned(),
         image: Some(settings.image.clone()),

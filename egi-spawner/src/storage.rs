@@ -110,7 +110,10 @@ impl StorageConfig {
 
     /// Checks the capacity, access modes and mount path.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if quantity_bytes(&self.capacity).is_none_or(|b| b == 0) {
+        // Sent as written: surrounding spaces would pass our parser and fail the API's.
+        if self.capacity.trim() != self.capacity
+            || quantity_bytes(&self.capacity).is_none_or(|b| b == 0)
+        {
             return Err(ConfigError::InvalidQuantity {
                 value: self.capacity.clone(),
             }
@@ -172,6 +175,12 @@ impl StorageConfig {
     ) -> PersistentVolumeClaim {
         let mut labels = self.extra_labels.clone();
         labels.extend(crate::manifest::common_labels(names));
+        // KubeSpawner's storage labels.
+        labels.insert("component".to_owned(), "singleuser-storage".to_owned());
+        labels.insert(
+            "app.kubernetes.io/component".to_owned(),
+            "singleuser-server".to_owned(),
+        );
         if per_server {
             labels.insert(
                 crate::manifest::SERVERNAME_LABEL.to_owned(),

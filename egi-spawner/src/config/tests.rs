@@ -27,8 +27,9 @@ fn defaults_match_kubespawner() {
     assert_eq!(c.namespace, "default");
     assert_eq!(c.pod_name_template, "jupyter-{user_server}");
     assert_eq!(c.token_secret_name_template, "access-token-{user_server}");
-    assert_eq!(c.image, "quay.io/jupyter/base-notebook:latest");
-    assert_eq!(c.cmd, ["jupyterhub-singleuser"]);
+    assert_eq!(c.image, "quay.io/jupyterhub/singleuser:latest");
+    assert!(c.cmd.is_empty(), "the image's CMD");
+    assert_eq!(c.image_pull_policy, None);
     assert_eq!(c.port, 8888);
     assert_eq!(c.allow_privilege_escalation, Some(false));
     assert_eq!(c.tokens.mount_path, "/var/run/secrets/egi.eu/");

@@ -161,3 +161,18 @@ fn python_formatting() {
         r#"["a\"b", "\ud83d\ude00"]"#
     );
 }
+
+#[test]
+fn references_come_after_what_they_refer_to() {
+    let p = plan(json!({"environment": {
+        "A_URL": "$(JUPYTERHUB_SERVICE_PREFIX)lab",
+        "B_CHAIN": "$(A_URL)?x=1",
+        "C_PLAIN": "c",
+    }}));
+    let env = single_user_env(&p, &hub());
+    let at = |name: &str| env.iter().position(|e| e.name == name).unwrap();
+    assert!(at("A_URL") > at("JUPYTERHUB_SERVICE_PREFIX"), "{env:?}");
+    assert!(at("B_CHAIN") > at("A_URL"));
+    // Otherwise by name.
+    assert!(at("C_PLAIN") < at("JUPYTERHUB_API_URL"));
+}

@@ -9,6 +9,7 @@ mod progress;
 mod spawner;
 mod tokens;
 mod view;
+mod wait;
 
 pub use cluster::{KubeCluster, RuntimeOptions};
 pub use spawner::KubeSpawner;

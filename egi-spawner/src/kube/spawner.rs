@@ -12,7 +12,7 @@ use futures_util::stream::BoxStream;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Api;
-use kube::api::{DeleteParams, PostParams, Preconditions};
+use kube::api::PostParams;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -21,6 +21,7 @@ use super::cluster::{KubeCluster, api_error, status_code};
 use super::events::Listener;
 use super::progress::Progress;
 use super::view::Readiness;
+use super::wait::{FinishOnDrop, Watched, delete_params, wait_for};
 use crate::spawner::{BoxFuture, StartRequest};
 use crate::{
     Error, PollStatus, ProgressEvent, Result, SpawnPlan, Spawner, SpawnerState, UserInfo, manifest,
@@ -546,68 +547,6 @@ impl KubeSpawner {
     pub fn server_name(&self) -> &str {
         &self.server
     }
-}
-
-/// Ends the progress log if a start future is dropped before it finished (the hub's own
-/// timeout), so progress streams end too.
-struct FinishOnDrop<'a>(&'a Progress);
-
-impl Drop for FinishOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.finish("Spawn cancelled".to_owned(), true);
-    }
-}
-
-/// Follows one pod name in a namespace cache; the cache entry is released when dropped.
-struct Watched {
-    cache: Arc<NamespaceCache>,
-    name: String,
-    rx: watch::Receiver<Slot>,
-}
-
-impl Watched {
-    fn new(cache: &Arc<NamespaceCache>, name: &str) -> Watched {
-        Watched {
-            cache: Arc::clone(cache),
-            name: name.to_owned(),
-            rx: cache.subscribe(name),
-        }
-    }
-}
-
-impl Drop for Watched {
-    fn drop(&mut self) {
-        // Our receiver must be gone before the entry can be released.
-        let (_, placeholder) = watch::channel(None);
-        drop(std::mem::replace(&mut self.rx, placeholder));
-        self.cache.release(&self.name);
-    }
-}
-
-/// Delete options: grace period and an optional UID precondition (never delete a newer pod
-/// that took the name).
-fn delete_params(grace: i64, uid: Option<&str>) -> DeleteParams {
-    DeleteParams {
-        grace_period_seconds: u32::try_from(grace.max(0)).ok(),
-        preconditions: uid.map(|uid| Preconditions {
-            uid: Some(uid.to_owned()),
-            resource_version: None,
-        }),
-        ..DeleteParams::default()
-    }
-}
-
-/// Waits until the slot satisfies `done`; `None` at the deadline.
-async fn wait_for(
-    rx: &mut watch::Receiver<Slot>,
-    done: impl Fn(&Slot) -> bool,
-    deadline: Instant,
-) -> Option<Slot> {
-    tokio::time::timeout_at(deadline, rx.wait_for(|slot| done(slot)))
-        .await
-        .ok()?
-        .ok()
-        .map(|slot| slot.clone())
 }
 
 impl Spawner for KubeSpawner {

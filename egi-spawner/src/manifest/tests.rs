@@ -60,12 +60,9 @@ fn pod_basics() {
     assert_eq!(c.name, "notebook");
     assert_eq!(
         c.image.as_deref(),
-        Some("quay.io/jupyter/base-notebook:latest")
+        Some("quay.io/jupyterhub/singleuser:latest")
     );
-    assert_eq!(
-        c.args.as_deref(),
-        Some(&["jupyterhub-singleuser".to_owned()][..])
-    );
+    assert_eq!(c.args, None, "the image's own CMD by default");
     let port = &c.ports.as_ref().unwrap()[0];
     assert_eq!(
         (port.name.as_deref(), port.container_port),
@@ -254,4 +251,36 @@ fn profile_annotation_and_servername() {
     assert!(!annotations.contains_key(PRIMARY_GROUP_ANNOTATION));
     let labels = pod.metadata.labels.unwrap();
     assert_eq!(labels["hub.jupyter.org/servername"], "my-server---c2d9a82f");
+}
+
+#[test]
+fn args_without_a_command_are_dropped_like_kubespawner() {
+    let with = |config: serde_json::Value| {
+        let config: KubeSpawnerConfig = serde_json::from_value(config).unwrap();
+        let plan = crate::resolve(
+            &config,
+            &UserInfo {
+                name: "a".into(),
+                ..UserInfo::default()
+            },
+            "",
+            &serde_json::Map::new(),
+        )
+        .unwrap();
+        pod(&plan, &hub(), None).spec.unwrap().containers[0]
+            .args
+            .clone()
+    };
+    assert_eq!(
+        with(json!({"args": ["--debug"]})),
+        None,
+        "would replace the image's CMD"
+    );
+    assert_eq!(
+        with(json!({"cmd": ["jupyterhub-singleuser"], "args": ["--debug"]})),
+        Some(vec![
+            "jupyterhub-singleuser".to_owned(),
+            "--debug".to_owned()
+        ])
+    );
 }

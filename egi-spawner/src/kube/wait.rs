@@ -1,0 +1,73 @@
+//! Small pieces of the spawner's waiting: following one pod name in the cache, ending the
+//! progress of an abandoned start, delete options.
+
+use std::sync::Arc;
+
+use kube::api::{DeleteParams, Preconditions};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::cache::{NamespaceCache, Slot};
+use super::progress::Progress;
+
+/// Ends the progress log if a start future is dropped before it finished (the hub's own
+/// timeout), so progress streams end too.
+pub(crate) struct FinishOnDrop<'a>(pub(crate) &'a Progress);
+
+impl Drop for FinishOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.finish("Spawn cancelled".to_owned(), true);
+    }
+}
+
+/// Follows one pod name in a namespace cache; the cache entry is released when dropped.
+pub(crate) struct Watched {
+    cache: Arc<NamespaceCache>,
+    name: String,
+    pub(crate) rx: watch::Receiver<Slot>,
+}
+
+impl Watched {
+    pub(crate) fn new(cache: &Arc<NamespaceCache>, name: &str) -> Watched {
+        Watched {
+            cache: Arc::clone(cache),
+            name: name.to_owned(),
+            rx: cache.subscribe(name),
+        }
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        // Our receiver must be gone before the entry can be released.
+        let (_, placeholder) = watch::channel(None);
+        drop(std::mem::replace(&mut self.rx, placeholder));
+        self.cache.release(&self.name);
+    }
+}
+
+/// Delete options: grace period and an optional UID precondition (never delete a newer pod
+/// that took the name).
+pub(crate) fn delete_params(grace: i64, uid: Option<&str>) -> DeleteParams {
+    DeleteParams {
+        grace_period_seconds: u32::try_from(grace.max(0)).ok(),
+        preconditions: uid.map(|uid| Preconditions {
+            uid: Some(uid.to_owned()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    }
+}
+
+/// Waits until the slot satisfies `done`; `None` at the deadline.
+pub(crate) async fn wait_for(
+    rx: &mut watch::Receiver<Slot>,
+    done: impl Fn(&Slot) -> bool,
+    deadline: Instant,
+) -> Option<Slot> {
+    tokio::time::timeout_at(deadline, rx.wait_for(|slot| done(slot)))
+        .await
+        .ok()?
+        .ok()
+        .map(|slot| slot.clone())
+}
