@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use profiles::{OrderedMap, Profile, ProfileChoice, ProfileOption};
+pub(crate) use settings::check_labels;
 pub use settings::merged;
 pub use values::{ByteSize, EnvValue, Overridable, ResourceQuantity, merge_json};
 
@@ -229,7 +230,9 @@ spawner_settings! {
         /// Pod name template (default `jupyter-{user_server}`).
         pod_name_template: String = "jupyter-{user_server}".to_owned(),
         /// Name template of the Secret holding the API token and the user's tokens (default
-        /// `access-token-{user_server}`: EGI's `access-token-<user>` for default servers).
+        /// `access-token-{user_server}`. EGI's hub names its shared per-user Secret
+        /// `access-token-{userid}`; ours holds the server's API token too, so it is one per
+        /// server, owned by the pod; set `access-token-{userid}` only with one server per user).
         token_secret_name_template: String = "access-token-{user_server}".to_owned(),
         /// Persistent storage of the home directory.
         storage: StorageConfig = StorageConfig::default(),

@@ -18,7 +18,8 @@
 //!   the cluster's reason. [`kube::follow_tokens`] keeps the token Secret current as
 //!   egi-checkin refreshes.
 //! - Tokens never sit in the pod spec: the hub's API token and the user's Check-in tokens
-//!   travel in a Secret owned by the pod (EGI's `access-token-<user>`, mounted read-only at
+//!   travel in a Secret owned by the pod (EGI's keys `access_token` and `id_token`; one Secret
+//!   per server, `access-token-{user_server}` by default; mounted read-only at
 //!   `/var/run/secrets/egi.eu/`), and `Debug` output redacts them.
 //!
 //! ## Example

@@ -126,6 +126,8 @@ impl StorageConfig {
             }
             .in_field("storage.access_modes"));
         }
+        crate::config::check_labels(&self.extra_labels)
+            .map_err(|e| e.in_field("storage.extra_labels"))?;
         if !self.home_mount_path.starts_with('/') {
             return Err(ConfigError::InvalidValue {
                 value: self.home_mount_path.clone(),

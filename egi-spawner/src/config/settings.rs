@@ -74,7 +74,8 @@ impl Settings {
             user_id: Some(1000),
             hub_namespace: Some(hub_namespace),
         };
-        self.expanded(&names, &context).map(|_| ())
+        let expanded = self.expanded(&names, &context)?;
+        check_labels(&expanded.extra_labels).map_err(|e| e.in_field("extra_labels"))
     }
 
     fn extra_configs_apply(&self) -> Result<(), ConfigError> {
@@ -176,4 +177,30 @@ fn expand_json<T: Serialize + DeserializeOwned>(
         serde_json::to_value(items).map_err(|e| ConfigError::invalid("", e.to_string()))?;
     walk(&mut value, exp)?;
     serde_json::from_value(value).map_err(|e| ConfigError::invalid("", e.to_string()))
+}
+
+/// Checks label keys (an optional DNS-subdomain prefix and `/`, then a name) and values
+/// against Kubernetes' rules, so a bad label fails at configuration time and not as a 422 at
+/// every spawn. Values are checked as expanded for a hostile sample user.
+pub(crate) fn check_labels(
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    for (key, value) in labels {
+        let (prefix, name) = key.rsplit_once('/').unwrap_or(("", key));
+        let prefix_ok = prefix.is_empty()
+            || (prefix.len() <= 253
+                && prefix.split('.').all(|part| {
+                    !part.is_empty() && naming::is_valid_label(part) && !part.contains('_')
+                }));
+        if !prefix_ok || name.is_empty() || !naming::is_valid_label(name) {
+            return Err(ConfigError::invalid(key, "not a label key"));
+        }
+        if !naming::is_valid_label(value) {
+            return Err(ConfigError::invalid(
+                value,
+                "not a label value (at most 63 of [A-Za-z0-9._-], alphanumeric at both ends) for every user",
+            ));
+        }
+    }
+    Ok(())
 }

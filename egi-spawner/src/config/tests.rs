@@ -258,3 +258,29 @@ fn env_values() {
         assert!(parse(json!({"environment": bad})).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn labels_that_kubernetes_would_refuse_fail_at_load() {
+    let bad = |json: serde_json::Value| {
+        let config: KubeSpawnerConfig = serde_json::from_value(json).unwrap();
+        let error = config.validate().expect_err("refused");
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(s) = source {
+            text.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        text
+    };
+    let message = bad(serde_json::json!({"extra_labels": {"owner": "{unescaped_username}"}}));
+    assert!(message.contains("extra_labels"), "{message}");
+    let message = bad(serde_json::json!({"extra_labels": {"bad key": "x"}}));
+    assert!(message.contains("bad key"), "{message}");
+    let message = bad(serde_json::json!({"storage": {"extra_labels": {"owner": "{username}"}}}));
+    assert!(message.contains("storage.extra_labels"), "{message}");
+    let ok: KubeSpawnerConfig = serde_json::from_value(serde_json::json!({
+        "extra_labels": {"owner": "{username}", "example.org/team": "a.b_c"}
+    }))
+    .unwrap();
+    ok.validate().expect("the safe slug is a valid label value");
+}
