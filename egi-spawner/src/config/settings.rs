@@ -92,7 +92,7 @@ impl Settings {
 
     /// These settings with KubeSpawner's templates (`{username}`, ...) expanded in the admin's
     /// strings: environment values, labels, annotations, volumes, mounts, containers, the
-    /// service account, the working directory and the extra configs.
+    /// service account, the working directory and `extra_pod_config` (not `extra_container_config`).
     pub fn expanded(
         &self,
         names: &Names,
@@ -131,8 +131,7 @@ impl Settings {
             expand_json(&out.extra_containers, &exp).map_err(|e| e.in_field("extra_containers"))?;
         out.extra_pod_config =
             expand_json(&out.extra_pod_config, &exp).map_err(|e| e.in_field("extra_pod_config"))?;
-        out.extra_container_config = expand_json(&out.extra_container_config, &exp)
-            .map_err(|e| e.in_field("extra_container_config"))?;
+        // `extra_container_config` stays as written, as in KubeSpawner (it often holds `{`).
         Ok(out)
     }
 }
@@ -149,12 +148,31 @@ pub fn merged<T: Serialize + DeserializeOwned>(
     if let Value::Object(map) = &mut value {
         merge_json(map, extra);
     }
+    // The keys only: the values may hold secrets (environment values, tokens).
     serde_json::from_value(value).map_err(|e| {
+        let keys: Vec<&str> = extra.keys().map(String::as_str).collect();
         ConfigError::invalid(
-            Value::Object(extra.clone()).to_string(),
-            format!("does not fit: {e}"),
+            format!("keys {}", keys.join(", ")),
+            format!("do not fit: {}", without_quoted(&e.to_string())),
         )
     })
+}
+
+/// The message with every quoted string elided: serde's messages quote the offending value.
+fn without_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    for c in message.chars() {
+        if c == '"' {
+            if !quoted {
+                out.push_str("\"…\"");
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn expand_json<T: Serialize + DeserializeOwned>(

@@ -284,3 +284,20 @@ fn labels_that_kubernetes_would_refuse_fail_at_load() {
     .unwrap();
     ok.validate().expect("the safe slug is a valid label value");
 }
+
+#[test]
+fn extra_config_errors_name_keys_but_never_values() {
+    let config: KubeSpawnerConfig = serde_json::from_value(serde_json::json!({
+        "extra_container_config": {"env": "s3cr3t-token-value"}
+    }))
+    .unwrap();
+    let error = config.validate().expect_err("env must be a list");
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    assert!(text.contains("env"), "{text}");
+    assert!(!text.contains("s3cr3t"), "{text}");
+}
