@@ -396,7 +396,57 @@ impl KubeSpawnerConfig {
         }
         let base = self.settings();
         base.check(&self.namespace)?;
+        self.check_volume_clashes(&base)?;
         self.validate_profiles(&base)
+    }
+
+    /// The home claim and the token Secret are mounted by us: an admin volume or mount with
+    /// the same name or path would make every pod fail with a 422 (z2jh configurations often
+    /// define a `home` volume already).
+    fn check_volume_clashes(&self, settings: &Settings) -> Result<(), ConfigError> {
+        let mut ours: Vec<(&str, &str, &str)> = Vec::new();
+        if self.storage.policy != crate::PvcPolicy::None {
+            ours.push((
+                crate::manifest::HOME_VOLUME,
+                &self.storage.home_mount_path,
+                "storage.home_mount_path",
+            ));
+        }
+        if self.tokens.enabled {
+            ours.push((
+                crate::manifest::TOKENS_VOLUME,
+                &self.tokens.mount_path,
+                "tokens.mount_path",
+            ));
+        }
+        if let [(_, a, _), (_, b, field)] = ours.as_slice()
+            && a.trim_end_matches('/') == b.trim_end_matches('/')
+        {
+            return Err(
+                ConfigError::invalid(*b, "the home directory is mounted there").in_field(*field),
+            );
+        }
+        for (volume, path, field) in ours {
+            if settings.volumes.iter().any(|v| v.name == volume) {
+                return Err(ConfigError::invalid(
+                    volume,
+                    "a volume of that name is added by the spawner",
+                )
+                .in_field("volumes"));
+            }
+            if let Some(mount) = settings
+                .volume_mounts
+                .iter()
+                .find(|m| m.mount_path.trim_end_matches('/') == path.trim_end_matches('/'))
+            {
+                return Err(ConfigError::invalid(
+                    &mount.mount_path,
+                    format!("already used by {field}"),
+                )
+                .in_field("volume_mounts"));
+            }
+        }
+        Ok(())
     }
 
     fn validate_profiles(&self, base: &Settings) -> Result<(), ConfigError> {

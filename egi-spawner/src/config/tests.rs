@@ -301,3 +301,30 @@ fn extra_config_errors_name_keys_but_never_values() {
     assert!(text.contains("env"), "{text}");
     assert!(!text.contains("s3cr3t"), "{text}");
 }
+
+#[test]
+fn volumes_clashing_with_the_home_claim_or_tokens_fail_at_load() {
+    let refused = |json: serde_json::Value| {
+        let config: KubeSpawnerConfig = serde_json::from_value(json).unwrap();
+        config.validate().is_err()
+    };
+    assert!(refused(serde_json::json!({
+        "storage": {"policy": {"type": "per-user"}},
+        "volumes": [{"name": "home", "emptyDir": {}}]
+    })));
+    assert!(refused(serde_json::json!({
+        "storage": {"policy": {"type": "per-user"}},
+        "volume_mounts": [{"name": "data", "mountPath": "/home/jovyan/"}]
+    })));
+    assert!(refused(serde_json::json!({
+        "storage": {"policy": {"type": "per-user"}},
+        "tokens": {"mount_path": "/home/jovyan"}
+    })));
+    assert!(
+        !refused(serde_json::json!({
+            "volumes": [{"name": "home", "emptyDir": {}}],
+            "volume_mounts": [{"name": "home", "mountPath": "/home/jovyan"}]
+        })),
+        "no claim: the admin's own home volume is fine"
+    );
+}
