@@ -132,28 +132,7 @@ impl NamespaceCache {
         let Some(name) = pod.metadata.name.as_deref() else {
             return;
         };
-        let view = Arc::new(PodView::of(pod));
-        let mut pods = self.lock();
-        match pods.get(name) {
-            Some(entry) => {
-                entry.tx.send_if_modified(|slot| {
-                    if slot.as_deref() == Some(&*view) {
-                        false
-                    } else {
-                        *slot = Some(view);
-                        true
-                    }
-                });
-            }
-            None => {
-                pods.insert(
-                    name.to_owned(),
-                    Entry {
-                        tx: watch::channel(Some(view)).0,
-                    },
-                );
-            }
-        }
+        set(&mut self.lock(), name, PodView::of(pod));
     }
 
     fn remove(&self, name: &str) {
@@ -181,27 +160,7 @@ impl NamespaceCache {
             true
         });
         for (name, view) in listed {
-            let view = Arc::new(view);
-            match pods.get(&name) {
-                Some(entry) => {
-                    entry.tx.send_if_modified(|slot| {
-                        if slot.as_deref() == Some(&*view) {
-                            false
-                        } else {
-                            *slot = Some(view);
-                            true
-                        }
-                    });
-                }
-                None => {
-                    pods.insert(
-                        name,
-                        Entry {
-                            tx: watch::channel(Some(view)).0,
-                        },
-                    );
-                }
-            }
+            set(&mut pods, &name, view);
         }
     }
 
@@ -213,6 +172,26 @@ impl NamespaceCache {
             && entry.tx.receiver_count() == 0
         {
             pods.remove(name);
+        }
+    }
+}
+
+/// Puts `view` in the entry of `name`, telling followers only when it changed.
+fn set(pods: &mut HashMap<String, Entry>, name: &str, view: PodView) {
+    match pods.get(name) {
+        Some(entry) => {
+            entry.tx.send_if_modified(|slot| {
+                if slot.as_deref() == Some(&view) {
+                    false
+                } else {
+                    *slot = Some(Arc::new(view));
+                    true
+                }
+            });
+        }
+        None => {
+            let tx = watch::channel(Some(Arc::new(view))).0;
+            pods.insert(name.to_owned(), Entry { tx });
         }
     }
 }

@@ -102,18 +102,23 @@ impl KubeSpawner {
         Ok(plan)
     }
 
+    /// The plan without user options, from the templates alone (names, claim policy).
+    fn default_plan(&self) -> Result<SpawnPlan> {
+        Ok(crate::resolve(
+            &self.cluster.shared.config,
+            &self.user,
+            &self.server,
+            &serde_json::Map::new(),
+        )?)
+    }
+
     /// Where the server's pod is (namespace, name), from the state or the templates.
     fn location(&self) -> Result<(String, String)> {
         let state = self.lock().clone();
         match (state.namespace, state.pod_name) {
             (Some(namespace), Some(pod)) => Ok((namespace, pod)),
             _ => {
-                let plan = crate::resolve(
-                    &self.cluster.shared.config,
-                    &self.user,
-                    &self.server,
-                    &Default::default(),
-                )?;
+                let plan = self.default_plan()?;
                 Ok((plan.namespace, plan.pod_name))
             }
         }
@@ -486,12 +491,7 @@ impl KubeSpawner {
             }
             // A pod of ours the hub lost track of (state cleared, hub restarted): adopt it.
             tracing::info!(pod = %name, "adopting a running server pod");
-            let plan = crate::resolve(
-                &self.cluster.shared.config,
-                &self.user,
-                &self.server,
-                &Default::default(),
-            )?;
+            let plan = self.default_plan()?;
             let mut state = self.lock();
             state.pod_name = Some(name);
             state.namespace = Some(namespace);
