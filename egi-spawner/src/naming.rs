@@ -215,15 +215,17 @@ pub fn escape_slug(name: &str) -> String {
 /// transliteration: lowercase, commas between digits dropped, runs of other characters to
 /// `-`, trimmed).
 pub fn slugify(display_name: &str) -> String {
-    let chars: Vec<char> = display_name.chars().collect();
+    // python-slugify's steps: quotes become separators, character references are decoded,
+    // the text is transliterated to ASCII, lowercased, commas between digits dropped, and
+    // every run of other characters becomes one `-`.
+    let decoded = decode_references(&display_name.replace('\'', "-"));
+    let ascii = deunicode::deunicode(&decoded).to_ascii_lowercase();
+    let chars: Vec<char> = ascii.chars().collect();
     let mut out = String::new();
     for (i, c) in chars.iter().enumerate() {
-        let c = c.to_ascii_lowercase();
         if c.is_ascii_lowercase() || c.is_ascii_digit() {
-            out.push(c);
-        } else if c == '\'' || c == '"' {
-            // quotes are dropped
-        } else if c == ','
+            out.push(*c);
+        } else if *c == ','
             && i > 0
             && chars[i - 1].is_ascii_digit()
             && chars.get(i + 1).is_some_and(char::is_ascii_digit)
@@ -234,6 +236,63 @@ pub fn slugify(display_name: &str) -> String {
         }
     }
     out.trim_end_matches('-').to_owned()
+}
+
+/// Decodes HTML character references (`&#233;`, `&#xE9;`, and the common named ones) as
+/// python-slugify does before slugging; anything else is left as written.
+fn decode_references(text: &str) -> String {
+    const NAMED: &[(&str, char)] = &[
+        ("amp", '&'),
+        ("lt", '<'),
+        ("gt", '>'),
+        ("quot", '"'),
+        ("apos", '\''),
+        ("nbsp", ' '),
+        ("eacute", 'é'),
+        ("egrave", 'è'),
+        ("ecirc", 'ê'),
+        ("aacute", 'á'),
+        ("agrave", 'à'),
+        ("acirc", 'â'),
+        ("auml", 'ä'),
+        ("ouml", 'ö'),
+        ("uuml", 'ü'),
+        ("iacute", 'í'),
+        ("oacute", 'ó'),
+        ("uacute", 'ú'),
+        ("ntilde", 'ñ'),
+        ("ccedil", 'ç'),
+        ("szlig", 'ß'),
+    ];
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('&') {
+        out.push_str(&rest[..start]);
+        let tail = &rest[start + 1..];
+        let decoded = tail.find(';').filter(|&end| end <= 10).and_then(|end| {
+            let name = &tail[..end];
+            let c = if let Some(hex) = name.strip_prefix("#x").or_else(|| name.strip_prefix("#X")) {
+                u32::from_str_radix(hex, 16).ok().and_then(char::from_u32)
+            } else if let Some(dec) = name.strip_prefix('#') {
+                dec.parse().ok().and_then(char::from_u32)
+            } else {
+                NAMED.iter().find(|(n, _)| *n == name).map(|(_, c)| *c)
+            };
+            c.map(|c| (c, end))
+        });
+        match decoded {
+            Some((c, end)) => {
+                out.push(c);
+                rest = &tail[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = tail;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Values for the fields of a template besides the names.
