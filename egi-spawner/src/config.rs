@@ -197,7 +197,7 @@ macro_rules! spawner_settings {
         pub struct Overrides {
             $(
                 $(#[$sm])*
-                #[serde(skip_serializing_if = "Option::is_none")]
+                #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "values::present")]
                 pub $sname: Option<<$sty as Overridable>::Patch>,
             )*
         }

@@ -328,3 +328,40 @@ fn volumes_clashing_with_the_home_claim_or_tokens_fail_at_load() {
         "no claim: the admin's own home volume is fine"
     );
 }
+
+#[test]
+fn null_in_an_override_unsets_a_setting_and_a_missing_key_keeps_it() {
+    let config: KubeSpawnerConfig = serde_json::from_value(serde_json::json!({
+        "cpu_limit": 2.0,
+        "image_pull_policy": "Always",
+        "profile_list": [
+            {"display_name": "Unlimited", "kubespawner_override": {"cpu_limit": null, "image_pull_policy": null}},
+            {"display_name": "Same", "kubespawner_override": {"image": "other/image:1"}}
+        ]
+    }))
+    .unwrap();
+    config.validate().unwrap();
+    let user = crate::UserInfo {
+        name: "u".into(),
+        ..Default::default()
+    };
+    let plan = |profile: &str| {
+        let mut options = serde_json::Map::new();
+        options.insert("profile".into(), serde_json::json!(profile));
+        crate::resolve(&config, &user, "", &options)
+            .unwrap()
+            .settings
+    };
+    let unlimited = plan("unlimited");
+    assert_eq!(unlimited.cpu_limit, None);
+    assert_eq!(unlimited.image_pull_policy, None);
+    let same = plan("same");
+    assert_eq!(same.cpu_limit, Some(2.0));
+    assert_eq!(same.image_pull_policy.as_deref(), Some("Always"));
+    assert_eq!(same.image, "other/image:1");
+    // A required setting cannot be unset.
+    let bad = serde_json::from_value::<KubeSpawnerConfig>(serde_json::json!({
+        "profile_list": [{"display_name": "X", "kubespawner_override": {"image": null}}]
+    }));
+    assert!(bad.is_err());
+}

@@ -175,14 +175,26 @@ where
     }
 }
 
+/// An optional setting: an override sets it, or unsets it with `null` (as KubeSpawner's
+/// `None`).
 impl<T> Overridable for Option<T>
 where
     T: Clone + fmt::Debug + PartialEq + Serialize + for<'de> Deserialize<'de>,
 {
-    type Patch = T;
-    fn apply(&mut self, patch: &T) {
-        *self = Some(patch.clone());
+    type Patch = Option<T>;
+    fn apply(&mut self, patch: &Option<T>) {
+        self.clone_from(patch);
     }
+}
+
+/// Deserializes a present key as `Some`, even when its value is `null`: in an override a
+/// missing key changes nothing while `null` unsets an optional setting.
+pub(crate) fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 impl<V> Overridable for BTreeMap<String, V>
