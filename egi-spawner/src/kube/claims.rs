@@ -6,15 +6,12 @@
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 
 use super::cluster::{api_error, status_code};
 use super::spawner::KubeSpawner;
 use crate::storage::{OWNED_ANNOTATION, quantity_bytes};
 use crate::{ClaimPlan, Result, SpawnPlan, manifest};
-
-/// The annotation EGI's claims carry with the raw user name.
-const USERNAME_ANNOTATION: &str = "hub.jupyter.org/username";
 
 fn requested(claim: &PersistentVolumeClaim) -> Option<String> {
     claim
@@ -54,40 +51,15 @@ impl KubeSpawner {
                 if let Some(name) = state.pvc_name {
                     return Ok(Some(name));
                 }
-                // Annotations cannot be selected server-side: one list, on the first start
-                // only; the claim found is remembered in the state.
-                let api = self.claims(&plan.namespace);
-                let list = api
-                    .list(&ListParams::default())
-                    .await
-                    .map_err(|e| api_error("list persistentvolumeclaims", &plan.namespace, e))?;
-                let mut found: Vec<&PersistentVolumeClaim> = list
-                    .items
-                    .iter()
-                    .filter(|c| c.metadata.deletion_timestamp.is_none())
-                    .filter(|c| {
-                        c.metadata
-                            .annotations
-                            .as_ref()
-                            .and_then(|a| a.get(USERNAME_ANNOTATION))
-                            .is_some_and(|u| u == username)
-                    })
-                    .collect();
-                // Oldest first: the user's original home when there are several.
-                found.sort_by(|a, b| {
-                    let key = |c: &PersistentVolumeClaim| {
-                        (
-                            c.metadata
-                                .creation_timestamp
-                                .as_ref()
-                                .map(|t| t.0.to_string()),
-                            c.metadata.name.clone(),
-                        )
-                    };
-                    key(a).cmp(&key(b))
-                });
-                let name = match found.first() {
-                    Some(claim) => claim.metadata.name.clone().unwrap_or_default(),
+                // Annotations cannot be selected server-side: one shared index per namespace
+                // from a metadata-only list, so a burst of first starts makes one LIST, not
+                // one each; the claim found is then remembered in the state.
+                let found = self
+                    .cluster
+                    .claim_by_annotation(&plan.namespace, username)
+                    .await?;
+                let name = match found {
+                    Some(claim) => claim,
                     None => {
                         self.create_claim(&plan.namespace, fallback, false).await?;
                         fallback.metadata.name.clone().unwrap_or_default()

@@ -52,7 +52,16 @@ pub(crate) struct Shared {
     pub(crate) options: RuntimeOptions,
     caches: Mutex<HashMap<String, Arc<NamespaceCache>>>,
     requests: tokio::sync::Semaphore,
+    /// Per namespace: when it was listed, and raw user name → the user's oldest claim.
+    claim_index:
+        tokio::sync::Mutex<HashMap<String, (tokio::time::Instant, HashMap<String, String>)>>,
 }
+
+/// When a namespace's claims were listed, and raw user name → that user's oldest claim.
+type ClaimIndex = (tokio::time::Instant, HashMap<String, String>);
+
+/// How long a listed claim index answers "this user has no claim" before a new list.
+const CLAIM_INDEX_TTL: Duration = Duration::from_secs(30);
 
 /// The Kubernetes side of a hub: one client, one configuration, one watch-backed pod cache per
 /// namespace. Cheap to clone; make one per hub and a [`KubeSpawner`] per server from it.
@@ -83,6 +92,7 @@ impl KubeCluster {
                 client,
                 config,
                 requests: tokio::sync::Semaphore::new(options.max_requests.max(1)),
+                claim_index: tokio::sync::Mutex::new(HashMap::new()),
                 options,
                 caches: Mutex::new(HashMap::new()),
             }),
@@ -149,6 +159,61 @@ impl KubeCluster {
     {
         let _permit = self.shared.requests.acquire().await.ok();
         make().await
+    }
+
+    /// The claim of `username` (its raw name in the annotation `hub.jupyter.org/username`,
+    /// EGI's way), the oldest if several: from an index built by one metadata-only list per
+    /// namespace, shared by concurrent starts (single flight) and listed again on a miss once
+    /// it is older than 30 s.
+    pub(crate) async fn claim_by_annotation(
+        &self,
+        namespace: &str,
+        username: &str,
+    ) -> Result<Option<String>> {
+        let mut index = self.shared.claim_index.lock().await;
+        if let Some((at, by_user)) = index.get(namespace) {
+            if let Some(claim) = by_user.get(username) {
+                return Ok(Some(claim.clone()));
+            }
+            if at.elapsed() < CLAIM_INDEX_TTL {
+                return Ok(None);
+            }
+        }
+        let api: kube::Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+            kube::Api::namespaced(self.shared.client.clone(), namespace);
+        let list = self
+            .limited(api.list_metadata(&kube::api::ListParams::default()))
+            .await
+            .map_err(|e| api_error("list persistentvolumeclaims", namespace, e))?;
+        let mut claims: Vec<(String, String, String)> = list
+            .items
+            .into_iter()
+            .filter(|c| c.metadata.deletion_timestamp.is_none())
+            .filter_map(|c| {
+                let user = c
+                    .metadata
+                    .annotations
+                    .as_ref()?
+                    .get(crate::storage::USERNAME_ANNOTATION)?
+                    .clone();
+                let created = c
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| t.0.to_string())
+                    .unwrap_or_default();
+                Some((user, created, c.metadata.name?))
+            })
+            .collect();
+        // Oldest first, so the user's original home wins when there are several.
+        claims.sort_by(|a, b| (&a.1, &a.2).cmp(&(&b.1, &b.2)));
+        let mut by_user: HashMap<String, String> = HashMap::new();
+        for (user, _, name) in claims {
+            by_user.entry(user).or_insert(name);
+        }
+        let found = by_user.get(username).cloned();
+        index.insert(namespace.to_owned(), (tokio::time::Instant::now(), by_user));
+        Ok(found)
     }
 
     /// The cache of a namespace, started on first use, synced or not.

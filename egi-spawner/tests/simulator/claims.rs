@@ -192,9 +192,14 @@ async fn egi_reuses_the_users_claim_found_by_annotation() {
         "EGI's homes are never deleted"
     );
 
-    // A user without a claim gets a new one.
+    // A user without a claim gets a new one, found missing in the shared index: no list.
     let new = cluster.spawner(user("tom"), "");
     new.start(request("tom", "")).await.unwrap();
+    assert_eq!(
+        count(&sim.counters(), "list", "persistentvolumeclaims"),
+        0,
+        "the namespace's claim index is shared: no list per user"
+    );
     let pod = sim.object("pods", "default", "jupyter-tom").unwrap();
     let claim = claim_of(&pod).expect("a claim");
     let pvc = sim
