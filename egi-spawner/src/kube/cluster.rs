@@ -53,8 +53,7 @@ pub(crate) struct Shared {
     caches: Mutex<HashMap<String, Arc<NamespaceCache>>>,
     requests: tokio::sync::Semaphore,
     /// Per namespace: when it was listed, and raw user name → the user's oldest claim.
-    claim_index:
-        tokio::sync::Mutex<HashMap<String, (tokio::time::Instant, HashMap<String, String>)>>,
+    claim_index: tokio::sync::Mutex<HashMap<String, ClaimIndex>>,
 }
 
 /// When a namespace's claims were listed, and raw user name → that user's oldest claim.
