@@ -75,6 +75,9 @@ pub fn single_user_env(plan: &SpawnPlan, hub: &HubContext) -> Vec<EnvVar> {
     if !hub.default_url.is_empty() {
         set("JUPYTERHUB_DEFAULT_URL", hub.default_url.clone());
     }
+    for (name, value) in &hub.extra_env {
+        set(name, value.clone());
+    }
     set("JUPYTER_IMAGE", settings.image.clone());
     set("JUPYTER_IMAGE_SPEC", settings.image.clone());
     let token = EnvValue::From(Box::new(EnvVarSource {

@@ -58,6 +58,11 @@ pub struct HubContext {
     pub root_dir: String,
     /// `JUPYTERHUB_DEFAULT_URL` (default_url; may be empty).
     pub default_url: String,
+    /// Other variables the hub sets for its servers, passed as they are (newer JupyterHubs
+    /// add `JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES`, `JUPYTERHUB_PUBLIC_HUB_URL`,
+    /// `JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED`, ...). The admin's `environment` still wins;
+    /// never put a secret here (it would be in the pod spec).
+    pub extra_env: std::collections::BTreeMap<String, String>,
 }
 
 impl fmt::Debug for HubContext {

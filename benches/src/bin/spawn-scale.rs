@@ -81,6 +81,7 @@ fn hub(user: &str) -> HubContext {
         public_url: String::new(),
         root_dir: String::new(),
         default_url: String::new(),
+        extra_env: Default::default(),
     }
 }
 

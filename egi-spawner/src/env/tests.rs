@@ -26,6 +26,7 @@ pub(crate) fn hub() -> HubContext {
         public_url: "https://hub.example/user/alice%40x/gpu/".to_owned(),
         root_dir: String::new(),
         default_url: "/lab".to_owned(),
+        extra_env: Default::default(),
     }
 }
 
@@ -175,4 +176,24 @@ fn references_come_after_what_they_refer_to() {
     assert!(at("B_CHAIN") > at("A_URL"));
     // Otherwise by name.
     assert!(at("C_PLAIN") < at("JUPYTERHUB_API_URL"));
+}
+
+#[test]
+fn the_hubs_extra_variables_pass_through_and_the_admin_still_wins() {
+    let mut context = hub();
+    context.extra_env.insert(
+        "JUPYTERHUB_PUBLIC_HUB_URL".into(),
+        "https://hub.example/".into(),
+    );
+    context
+        .extra_env
+        .insert("SHADOWED".into(), "from-hub".into());
+    let p = plan(json!({"environment": {"SHADOWED": "from-admin"}}));
+    let env = single_user_env(&p, &context);
+    let env = as_map(&env);
+    assert_eq!(
+        value(&env, "JUPYTERHUB_PUBLIC_HUB_URL"),
+        "https://hub.example/"
+    );
+    assert_eq!(value(&env, "SHADOWED"), "from-admin");
 }

@@ -75,6 +75,7 @@ pub(crate) fn hub(user: &str, server: &str) -> HubContext {
         public_url: String::new(),
         root_dir: String::new(),
         default_url: String::new(),
+        extra_env: Default::default(),
     }
 }
 

@@ -284,6 +284,7 @@ async fn start(
         public_url: String::new(),
         root_dir: String::new(),
         default_url: String::new(),
+        extra_env: Default::default(),
     };
     let mut progress = spawner.progress();
     let request = StartRequest {
