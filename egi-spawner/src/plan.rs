@@ -65,6 +65,48 @@ pub struct HubContext {
     pub extra_env: std::collections::BTreeMap<String, String>,
 }
 
+impl HubContext {
+    /// What JupyterHub passes for `user`'s server `server` (`""` for the default one) on a hub
+    /// whose base URL is `/` and whose API is at `api_url`, the server listening on `port`:
+    /// prefix `/user/{user}/[{server}/]`, client id `jupyterhub-user-{user}[-{server}]`, the
+    /// OAuth callback under the prefix and the `access:servers!server={user}/{server}` scope.
+    /// The other fields are empty; set them after.
+    pub fn for_server(
+        user: &str,
+        server: &str,
+        api_url: &str,
+        api_token: SecretString,
+        port: u16,
+    ) -> HubContext {
+        let (prefix, client_id) = if server.is_empty() {
+            (format!("/user/{user}/"), format!("jupyterhub-user-{user}"))
+        } else {
+            (
+                format!("/user/{user}/{server}/"),
+                format!("jupyterhub-user-{user}-{server}"),
+            )
+        };
+        let scope = format!("access:servers!server={user}/{server}");
+        HubContext {
+            api_token,
+            client_id,
+            api_url: api_url.to_owned(),
+            activity_url: String::new(),
+            base_url: "/".to_owned(),
+            service_url: format!("http://0.0.0.0:{port}{prefix}"),
+            oauth_callback_url: format!("{prefix}oauth_callback"),
+            service_prefix: prefix,
+            oauth_scopes: vec![scope.clone()],
+            oauth_access_scopes: vec![scope],
+            host: String::new(),
+            public_url: String::new(),
+            root_dir: String::new(),
+            default_url: String::new(),
+            extra_env: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
 impl fmt::Debug for HubContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HubContext")

@@ -64,30 +64,15 @@ fn unix_ms(t: SystemTime) -> f64 {
         * 1000.0
 }
 
-fn hub(user: &str) -> HubContext {
-    let prefix = format!("/user/{user}/");
-    HubContext {
-        api_token: SecretString::from(format!("token-{user}")),
-        client_id: format!("jupyterhub-user-{user}"),
-        api_url: "http://hub:8081/hub/api".to_owned(),
-        activity_url: String::new(),
-        base_url: "/".to_owned(),
-        service_prefix: prefix.clone(),
-        service_url: format!("http://0.0.0.0:8888{prefix}"),
-        oauth_callback_url: format!("{prefix}oauth_callback"),
-        oauth_scopes: vec![],
-        oauth_access_scopes: vec![],
-        host: String::new(),
-        public_url: String::new(),
-        root_dir: String::new(),
-        default_url: String::new(),
-        extra_env: Default::default(),
-    }
-}
-
 fn request(user: &str) -> StartRequest {
     StartRequest {
-        hub: hub(user),
+        hub: HubContext::for_server(
+            user,
+            "",
+            "http://hub:8081/hub/api",
+            SecretString::from(format!("token-{user}")),
+            8888,
+        ),
         user_options: serde_json::Map::new(),
         tokens: None,
     }

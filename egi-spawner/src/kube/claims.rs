@@ -32,7 +32,7 @@ impl KubeSpawner {
 
     /// Makes sure the plan's claim exists; returns the claim to mount.
     pub(crate) async fn ensure_claim(&self, plan: &SpawnPlan) -> Result<Option<String>> {
-        let state = crate::Spawner::state(self);
+        let state = self.lock().clone();
         match &plan.claim {
             ClaimPlan::None => Ok(None),
             ClaimPlan::Shared { name } => Ok(Some(name.clone())),
@@ -65,7 +65,7 @@ impl KubeSpawner {
                         fallback.metadata.name.clone().unwrap_or_default()
                     }
                 };
-                self.lock_state(|s| s.pvc_name = Some(name.clone()));
+                self.lock().pvc_name = Some(name.clone());
                 Ok(Some(name))
             }
         }
@@ -122,18 +122,17 @@ impl KubeSpawner {
         Ok(())
     }
 
-    fn remember_claim(&self, name: &str, manifest: &PersistentVolumeClaim) {
-        let capacity = requested(manifest);
-        self.lock_state(|s| {
-            s.pvc_name = Some(name.to_owned());
-            s.pvc_capacity = capacity;
-        });
+    /// The claim is gone: the next start ensures it again.
+    pub(crate) fn forget_claim(&self) {
+        let mut state = self.lock();
+        state.pvc_name = None;
+        state.pvc_capacity = None;
     }
 
-    fn lock_state(&self, change: impl FnOnce(&mut crate::SpawnerState)) {
-        let mut state = crate::Spawner::state(self);
-        change(&mut state);
-        crate::Spawner::load_state(self, state);
+    fn remember_claim(&self, name: &str, manifest: &PersistentVolumeClaim) {
+        let mut state = self.lock();
+        state.pvc_name = Some(name.to_owned());
+        state.pvc_capacity = requested(manifest);
     }
 
     /// Grows `existing` to the capacity of `wanted` when its storage class allows expansion;
@@ -195,7 +194,7 @@ impl KubeSpawner {
         else {
             return Ok(());
         };
-        let state = crate::Spawner::state(self);
+        let state = self.lock().clone();
         let name = state
             .pvc_name
             .or_else(|| manifest.metadata.name.clone())
@@ -240,10 +239,7 @@ impl KubeSpawner {
                 ));
             }
         }
-        self.lock_state(|s| {
-            s.pvc_name = None;
-            s.pvc_capacity = None;
-        });
+        self.forget_claim();
         Ok(())
     }
 }

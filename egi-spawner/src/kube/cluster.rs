@@ -145,9 +145,7 @@ impl KubeCluster {
 
     /// Runs one API request when a slot is free (see [`RuntimeOptions::max_requests`]).
     pub(crate) async fn limited<T>(&self, request: impl Future<Output = T>) -> T {
-        // The semaphore is never closed, so acquiring cannot fail.
-        let _permit = self.shared.requests.acquire().await.ok();
-        request.await
+        self.limited_with(|| request).await
     }
 
     /// Like [`KubeCluster::limited`], but the future is made only once a slot is free, so a

@@ -68,7 +68,7 @@ impl KubeSpawner {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, SpawnerState> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SpawnerState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -102,28 +102,6 @@ impl KubeSpawner {
         Ok(plan)
     }
 
-    /// The plan without user options, from the templates alone (names, claim policy).
-    fn default_plan(&self) -> Result<SpawnPlan> {
-        Ok(crate::resolve(
-            &self.cluster.shared.config,
-            &self.user,
-            &self.server,
-            &serde_json::Map::new(),
-        )?)
-    }
-
-    /// Where the server's pod is (namespace, name), from the state or the templates.
-    fn location(&self) -> Result<(String, String)> {
-        let state = self.lock().clone();
-        match (state.namespace, state.pod_name) {
-            (Some(namespace), Some(pod)) => Ok((namespace, pod)),
-            _ => {
-                let plan = self.default_plan()?;
-                Ok((plan.namespace, plan.pod_name))
-            }
-        }
-    }
-
     /// Runs a start under the start lock; a `stop` meanwhile cancels it.
     async fn start_guarded(&self, request: StartRequest) -> Result<String> {
         let _starting = self.starting.lock().await;
@@ -143,9 +121,7 @@ impl KubeSpawner {
                     && message.contains("not found")
                 {
                     // The claim was deleted behind our back: ensure it again next time.
-                    let mut state = self.lock();
-                    state.pvc_name = None;
-                    state.pvc_capacity = None;
+                    self.forget_claim();
                 }
                 self.progress.finish(format!("Spawn failed: {error}"), true);
             }
@@ -463,7 +439,9 @@ impl KubeSpawner {
             return Ok(PollStatus::Running);
         }
         let has_state = self.lock().pod_name.is_some();
-        let (namespace, name) = self.location()?;
+        // The saved names, or the templates' for a server the hub lost track of.
+        let plan = self.plan(&serde_json::Map::new())?;
+        let (namespace, name) = (plan.namespace, plan.pod_name);
         // As KubeSpawner, poll waits for the first list however long it takes: answering
         // "stopped" for a server that runs would make the hub forget it.
         let cache = self.cluster.cache_started(&namespace);
@@ -491,7 +469,6 @@ impl KubeSpawner {
             }
             // A pod of ours the hub lost track of (state cleared, hub restarted): adopt it.
             tracing::info!(pod = %name, "adopting a running server pod");
-            let plan = self.default_plan()?;
             let mut state = self.lock();
             state.pod_name = Some(name);
             state.namespace = Some(namespace);

@@ -55,28 +55,13 @@ pub(crate) fn user(name: &str) -> UserInfo {
 
 /// What JupyterHub passes for `user`'s server `server`.
 pub(crate) fn hub(user: &str, server: &str) -> HubContext {
-    let prefix = if server.is_empty() {
-        format!("/user/{user}/")
-    } else {
-        format!("/user/{user}/{server}/")
-    };
-    HubContext {
-        api_token: SecretString::from(API_TOKEN),
-        client_id: format!("jupyterhub-user-{user}"),
-        api_url: "http://hub:8081/hub/api".to_owned(),
-        activity_url: String::new(),
-        base_url: "/".to_owned(),
-        service_prefix: prefix.clone(),
-        service_url: format!("http://0.0.0.0:8888{prefix}"),
-        oauth_callback_url: format!("{prefix}oauth_callback"),
-        oauth_scopes: vec![format!("access:servers!server={user}/{server}")],
-        oauth_access_scopes: vec![format!("access:servers!server={user}/{server}")],
-        host: String::new(),
-        public_url: String::new(),
-        root_dir: String::new(),
-        default_url: String::new(),
-        extra_env: Default::default(),
-    }
+    HubContext::for_server(
+        user,
+        server,
+        "http://hub:8081/hub/api",
+        SecretString::from(API_TOKEN),
+        8888,
+    )
 }
 
 pub(crate) fn tokens(access: &str) -> UserTokens {

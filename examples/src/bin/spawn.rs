@@ -261,31 +261,17 @@ async fn start(
         let (key, value) = option.split_once('=').unwrap_or((option, ""));
         user_options.insert(key.to_owned(), serde_json::Value::String(value.to_owned()));
     }
-    let prefix = if who.server.is_empty() {
-        format!("/user/{}/", who.user)
-    } else {
-        format!("/user/{}/{}/", who.user, who.server)
-    };
     let token = std::env::var("JUPYTERHUB_API_TOKEN")
         .unwrap_or_else(|_| format!("{:032x}", fastrand::u128(..)));
-    let hub = HubContext {
-        api_token: SecretString::from(token),
-        client_id: format!("jupyterhub-user-{}", who.user),
-        api_url: std::env::var("JUPYTERHUB_API_URL")
-            .unwrap_or_else(|_| "http://hub:8081/hub/api".to_owned()),
-        activity_url: String::new(),
-        base_url: "/".to_owned(),
-        service_prefix: prefix.clone(),
-        service_url: format!("http://0.0.0.0:8888{prefix}"),
-        oauth_callback_url: format!("{prefix}oauth_callback"),
-        oauth_scopes: vec![format!("access:servers!server={}/{}", who.user, who.server)],
-        oauth_access_scopes: vec![format!("access:servers!server={}/{}", who.user, who.server)],
-        host: String::new(),
-        public_url: String::new(),
-        root_dir: String::new(),
-        default_url: String::new(),
-        extra_env: Default::default(),
-    };
+    let api_url = std::env::var("JUPYTERHUB_API_URL")
+        .unwrap_or_else(|_| "http://hub:8081/hub/api".to_owned());
+    let hub = HubContext::for_server(
+        &who.user,
+        &who.server,
+        &api_url,
+        SecretString::from(token),
+        8888,
+    );
     let mut progress = spawner.progress();
     let request = StartRequest {
         hub,
