@@ -409,14 +409,13 @@ async fn run_pod(sh: &Arc<Shared>, p: &PodRef) -> Option<()> {
         let fp = format!("spec.containers{{{}}}", ctrs[i].name);
         let image = ctrs[i].image.clone();
         let pulled_at = Instant::now();
-        emit_event(
+        container_event(
             sh,
             &*current(sh, p)?,
             "Normal",
             "Pulling",
             &format!("Pulling image \"{image}\""),
-            "kubelet",
-            Some(&fp),
+            &fp,
         );
         tokio::time::sleep(step).await;
         while sh.faults().pull_fails(&image) {
@@ -426,52 +425,41 @@ async fn run_pod(sh: &Arc<Shared>, p: &PodRef) -> Option<()> {
             ctrs[i].waiting("ErrImagePull", Some(&err));
             let pod = write_status(sh, p, "Pending", &ctrs, &ip)?;
             sh.counters().pod_err_image_pull(&p.ns, &p.name, &p.uid);
-            emit_event(
+            container_event(
                 sh,
                 &pod,
                 "Warning",
                 "Failed",
                 &format!("Failed to pull image \"{image}\": {err}"),
-                "kubelet",
-                Some(&fp),
+                &fp,
             );
-            emit_event(
-                sh,
-                &pod,
-                "Warning",
-                "Failed",
-                "Error: ErrImagePull",
-                "kubelet",
-                Some(&fp),
-            );
+            container_event(sh, &pod, "Warning", "Failed", "Error: ErrImagePull", &fp);
             tokio::time::sleep(opts.backoff).await;
             current(sh, p)?;
             let msg = format!("Back-off pulling image \"{image}\"");
             ctrs[i].waiting("ImagePullBackOff", Some(&msg));
             let pod = write_status(sh, p, "Pending", &ctrs, &ip)?;
-            emit_event(sh, &pod, "Normal", "BackOff", &msg, "kubelet", Some(&fp));
-            emit_event(
+            container_event(sh, &pod, "Normal", "BackOff", &msg, &fp);
+            container_event(
                 sh,
                 &pod,
                 "Warning",
                 "Failed",
                 "Error: ImagePullBackOff",
-                "kubelet",
-                Some(&fp),
+                &fp,
             );
             tokio::time::sleep(opts.backoff).await;
-            emit_event(
+            container_event(
                 sh,
                 &*current(sh, p)?,
                 "Normal",
                 "Pulling",
                 &format!("Pulling image \"{image}\""),
-                "kubelet",
-                Some(&fp),
+                &fp,
             );
         }
         let took = pulled_at.elapsed().as_secs_f64();
-        emit_event(
+        container_event(
             sh,
             &*current(sh, p)?,
             "Normal",
@@ -479,8 +467,7 @@ async fn run_pod(sh: &Arc<Shared>, p: &PodRef) -> Option<()> {
             &format!(
                 "Successfully pulled image \"{image}\" in {took:.3}s ({took:.3}s including waiting). Image size: 123456789 bytes."
             ),
-            "kubelet",
-            Some(&fp),
+            &fp,
         );
         loop {
             let notified = sh.changed.notified();
@@ -491,15 +478,7 @@ async fn run_pod(sh: &Arc<Shared>, p: &PodRef) -> Option<()> {
             };
             ctrs[i].waiting("CreateContainerConfigError", Some(&err));
             let pod = write_status(sh, p, "Pending", &ctrs, &ip)?;
-            emit_event(
-                sh,
-                &pod,
-                "Warning",
-                "Failed",
-                &format!("Error: {err}"),
-                "kubelet",
-                Some(&fp),
-            );
+            container_event(sh, &pod, "Warning", "Failed", &format!("Error: {err}"), &fp);
             wait_change(notified, opts.backoff).await;
         }
         if !matches!(
@@ -514,24 +493,22 @@ async fn run_pod(sh: &Arc<Shared>, p: &PodRef) -> Option<()> {
         }
         tokio::time::sleep(step).await;
         let name = ctrs[i].name.clone();
-        emit_event(
+        container_event(
             sh,
             &*current(sh, p)?,
             "Normal",
             "Created",
             &format!("Created container {name}"),
-            "kubelet",
-            Some(&fp),
+            &fp,
         );
         tokio::time::sleep(step).await;
-        emit_event(
+        container_event(
             sh,
             &*current(sh, p)?,
             "Normal",
             "Started",
             &format!("Started container {name}"),
-            "kubelet",
-            Some(&fp),
+            &fp,
         );
     }
     tokio::time::sleep(opts.ready_delay.saturating_sub(t0.elapsed())).await;
@@ -579,7 +556,7 @@ async fn crash_loop(
                 "Back-off restarting failed container {} in pod {}_{}({})",
                 ctrs[i].name, p.name, p.ns, p.uid
             );
-            emit_event(sh, &pod, "Warning", "BackOff", &ev, "kubelet", Some(&fp));
+            container_event(sh, &pod, "Warning", "BackOff", &ev, &fp);
         }
         write_status(sh, p, "Running", ctrs, ip)?;
         tokio::time::sleep(backoff).await;
@@ -587,36 +564,38 @@ async fn crash_loop(
         for &i in &crashing {
             let fp = format!("spec.containers{{{}}}", ctrs[i].name);
             let image = ctrs[i].image.clone();
-            emit_event(
+            container_event(
                 sh,
                 &pod,
                 "Normal",
                 "Pulled",
                 &format!("Container image \"{image}\" already present on machine"),
-                "kubelet",
-                Some(&fp),
+                &fp,
             );
-            emit_event(
+            container_event(
                 sh,
                 &pod,
                 "Normal",
                 "Created",
                 &format!("Created container {}", ctrs[i].name),
-                "kubelet",
-                Some(&fp),
+                &fp,
             );
-            emit_event(
+            container_event(
                 sh,
                 &pod,
                 "Normal",
                 "Started",
                 &format!("Started container {}", ctrs[i].name),
-                "kubelet",
-                Some(&fp),
+                &fp,
             );
             ctrs[i].running();
             ctrs[i].ready = !sh.faults().crashes(&image);
         }
         write_status(sh, p, "Running", ctrs, ip)?;
     }
+}
+
+/// An event of the kubelet about one container (`fp` is its field path) of the pod.
+fn container_event(sh: &Shared, pod: &Value, kind: &str, reason: &str, message: &str, fp: &str) {
+    emit_event(sh, pod, kind, reason, message, "kubelet", Some(fp));
 }
