@@ -38,12 +38,16 @@ pub struct Report {
 /// packs them into messages within `limits` and delivers them to `sink`, all or nothing:
 /// nothing is written if any question fails, and a sink failure rolls back what this run
 /// wrote.
-pub async fn run(
+///
+/// The future is `Send` when the sink is (as [`DirqSpool`](crate::spool::DirqSpool) is), so
+/// a gateway can `tokio::spawn` a run; a sink that is not `Send` (a locked standard output,
+/// `&mut dyn Sink`) still works on a current-thread runtime.
+pub async fn run<S: Sink + ?Sized>(
     source: &dyn MetricsSource,
     window: &Window,
     config: &RecordConfig,
     limits: Limits,
-    sink: &mut dyn Sink,
+    sink: &mut S,
 ) -> Result<Report> {
     let joiner = Mutex::new(Joiner::new());
     let fold = |batch: Answer| {
