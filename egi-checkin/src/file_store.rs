@@ -22,7 +22,9 @@ use secrecy::zeroize::Zeroize;
 use secrecy::{ExposeSecret, SecretBox};
 
 use crate::error::{Error, Result};
-use crate::store::{BoxFuture, StoreLock, TokenStore};
+use futures_util::future::BoxFuture;
+
+use crate::store::{StoreLock, TokenStore};
 use crate::token::TokenSet;
 
 const MAGIC: &[u8; 8] = b"EGICHK1\n";

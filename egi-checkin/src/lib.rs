@@ -82,5 +82,5 @@ pub use manager::{ManagerOptions, RefreshMargin, RetryPolicy, Token, TokenManage
 pub use openidconnect::Nonce;
 pub use provider::{CheckinProviderMetadata, Endpoints, ExtraMetadata, Instance, parse_issuer};
 pub use secrecy::{ExposeSecret, SecretString};
-pub use store::{BoxFuture, MemoryStore, StoreLock, TokenStore};
+pub use store::{MemoryStore, StoreLock, TokenStore};
 pub use token::TokenSet;

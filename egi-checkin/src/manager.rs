@@ -584,8 +584,9 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{BoxFuture as StoreFuture, MemoryStore, StoreLock};
+    use crate::store::{MemoryStore, StoreLock};
     use crate::test_provider::{Reply, TestProvider};
+    use futures_util::future::BoxFuture as StoreFuture;
     use std::sync::atomic::AtomicBool;
 
     /// Tokens whose access token expired a minute ago.

@@ -3,15 +3,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Mutex;
+
+use futures_util::future::BoxFuture;
 
 use crate::error::Result;
 use crate::token::TokenSet;
-
-/// A boxed future, so that [`TokenStore`] stays object-safe.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A lock held across one refresh, released when dropped. Stores shared between processes
 /// hand out a real lock so that two processes never refresh the same grant at once (with
@@ -43,7 +40,8 @@ impl fmt::Debug for StoreLock {
 /// Persistent storage for the tokens of identities, keyed by an identity key.
 ///
 /// Held as `Arc<dyn TokenStore>` by the token manager (one manager type for every store), so
-/// its methods return boxed futures rather than `impl Future`. The manager calls
+/// its methods return boxed futures ([`futures_util::future::BoxFuture`], which is
+/// `Pin<Box<dyn Future<Output = T> + Send + 'a>>`) rather than `impl Future`. The manager calls
 /// [`TokenStore::save`] before it hands a new access token out, and [`TokenStore::lock`]
 /// then [`TokenStore::load`] before each refresh, so that a refresh done by another
 /// process is picked up instead of repeated.
