@@ -184,6 +184,12 @@ pub enum Error {
     #[error("token file {0} cannot be decrypted (wrong key or tampered with)")]
     Decrypt(std::path::PathBuf),
 
+    /// A sealed value ([`crate::SealKey::open`], [`crate::PendingLogin::unseal`]) cannot be
+    /// opened: malformed, tampered with (or sealed with another key or purpose), or expired.
+    /// For a pending login, send the user through a new login.
+    #[error("cannot open the sealed value")]
+    Seal(#[from] crate::seal::SealError),
+
     /// A background refresh task ended without a result (it panicked or the runtime is
     /// shutting down).
     #[error("the refresh task ended without a result")]

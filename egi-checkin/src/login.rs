@@ -15,6 +15,7 @@ use crate::error::{Endpoint, Error, Result};
 use crate::grants;
 use crate::http::json_answer;
 use crate::id_token::IdTokenInfo;
+use crate::seal::{SealError, SealKey};
 use crate::token::TokenSet;
 
 /// A completed login: tokens and the validated ID token's claims.
@@ -107,7 +108,58 @@ impl fmt::Debug for PendingLogin {
     }
 }
 
+/// The purpose a pending login is sealed for (see [`crate::SealKey`]).
+const PENDING_LOGIN_PURPOSE: &str = "egi-checkin pending login v1";
+
+/// The sealed form of a [`PendingLogin`]; token strings are wiped on drop.
+#[derive(serde::Serialize, Deserialize)]
+struct SealedPending {
+    state: String,
+    nonce: String,
+    verifier: String,
+    redirect_uri: String,
+}
+
+impl Drop for SealedPending {
+    fn drop(&mut self) {
+        use secrecy::zeroize::Zeroize;
+        self.state.zeroize();
+        self.nonce.zeroize();
+        self.verifier.zeroize();
+    }
+}
+
 impl PendingLogin {
+    /// Seals the pending login (state, nonce, PKCE verifier, redirect URI) with `key`, to be
+    /// completed within `ttl`, possibly by another process or replica holding the same key:
+    /// put the string in a short-lived, `HttpOnly`, `Secure`, `SameSite=Lax` cookie, and
+    /// [`PendingLogin::unseal`] it when the callback comes back. Nothing is kept server-side.
+    pub fn seal(&self, key: &SealKey, ttl: Duration) -> String {
+        let sealed = SealedPending {
+            state: self.state.expose_secret().to_owned(),
+            nonce: self.nonce.secret().clone(),
+            verifier: self.verifier.expose_secret().to_owned(),
+            redirect_uri: self.redirect_uri.as_str().to_owned(),
+        };
+        let json =
+            secrecy::zeroize::Zeroizing::new(serde_json::to_vec(&sealed).unwrap_or_default());
+        key.seal(PENDING_LOGIN_PURPOSE, &json, ttl)
+    }
+
+    /// Opens a pending login sealed by [`PendingLogin::seal`]; [`Error::Seal`] if it was
+    /// tampered with, sealed with another key, or expired.
+    pub fn unseal(key: &SealKey, sealed: &str) -> Result<Self> {
+        let json = secrecy::zeroize::Zeroizing::new(key.open(PENDING_LOGIN_PURPOSE, sealed)?);
+        let p: SealedPending = serde_json::from_slice(&json).map_err(|_| SealError::Malformed)?;
+        let redirect_uri = Url::parse(&p.redirect_uri).map_err(|_| SealError::Malformed)?;
+        Ok(Self {
+            state: SecretString::from(p.state.clone()),
+            nonce: Nonce::new(p.nonce.clone()),
+            verifier: SecretString::from(p.verifier.clone()),
+            redirect_uri,
+        })
+    }
+
     /// The `state` sent, to find this pending login when the callback arrives.
     pub fn state(&self) -> &SecretString {
         &self.state
@@ -403,6 +455,44 @@ mod tests {
         );
         assert!(check("code=c&state=st-1&iss=https%3A%2F%2Fevil.example").is_err());
         assert!(!format!("{:?}", pending()).contains("st-1"));
+    }
+
+    #[test]
+    fn a_sealed_pending_login_round_trips_and_rejects_tampering() {
+        let key = SealKey::generate();
+        let sealed = pending().seal(&key, Duration::from_secs(600));
+        for secret in ["st-1", "\"v\""] {
+            assert!(!sealed.contains(secret));
+        }
+        let back = PendingLogin::unseal(&key, &sealed).expect("unseal");
+        assert_eq!(back.state.expose_secret(), "st-1");
+        assert_eq!(back.nonce.secret(), "n");
+        assert_eq!(back.verifier.expose_secret(), "v");
+        assert_eq!(back.redirect_uri.as_str(), "http://127.0.0.1/cb");
+        // The callback checks work on the unsealed login.
+        let url = Url::parse("http://127.0.0.1/cb?code=c1&state=st-1").expect("valid");
+        assert!(check_callback(parse_callback(&url), &back, &issuer()).is_ok());
+
+        let other = SealKey::generate();
+        assert!(matches!(
+            PendingLogin::unseal(&other, &sealed),
+            Err(Error::Seal(SealError::Tampered))
+        ));
+        // A value sealed for another purpose is not a pending login.
+        let session = key.seal("session", b"{}", Duration::from_secs(600));
+        assert!(matches!(
+            PendingLogin::unseal(&key, &session),
+            Err(Error::Seal(SealError::Tampered))
+        ));
+        let expired = pending().seal(&key, Duration::ZERO);
+        assert!(matches!(
+            PendingLogin::unseal(&key, &expired),
+            Err(Error::Seal(SealError::Expired))
+        ));
+        assert!(matches!(
+            PendingLogin::unseal(&key, "garbage"),
+            Err(Error::Seal(SealError::Malformed))
+        ));
     }
 
     #[test]
