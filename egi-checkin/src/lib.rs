@@ -58,6 +58,7 @@ mod client;
 pub mod entitlement;
 mod error;
 pub mod file_store;
+pub mod fresh;
 mod grants;
 mod http;
 mod id_token;
@@ -75,6 +76,7 @@ pub use client::{AuthMethod, CheckinClient, ClientBuilder, Exchanged, Introspect
 pub use entitlement::Entitlement;
 pub use error::{Endpoint, Error, Result};
 pub use file_store::{EncryptedFileStore, FileStoreKey};
+pub use fresh::{Freshness, KeepFresh, KeepFreshOptions};
 pub use grants::{ExchangeRequest, TokenType};
 pub use http::{HttpOptions, USER_AGENT};
 pub use id_token::IdTokenInfo;

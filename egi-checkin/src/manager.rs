@@ -174,6 +174,20 @@ impl fmt::Debug for Token {
 }
 
 impl Token {
+    /// A token as a manager would publish it (tests of code driven by tokens).
+    #[cfg(test)]
+    pub(crate) fn for_tests(
+        tokens: TokenSet,
+        refresh_at: Option<SystemTime>,
+        generation: u64,
+    ) -> Self {
+        Self(Arc::new(Snapshot {
+            tokens,
+            refresh_at,
+            generation,
+        }))
+    }
+
     /// The access token.
     pub fn access_token(&self) -> &SecretString {
         self.0.tokens.access_token()
@@ -344,14 +358,14 @@ impl TokenManager {
     pub async fn access_token(&self) -> Result<Token> {
         match self.cached() {
             Some(token) => Ok(token),
-            None => self.slow_path(None).await,
+            None => self.slow_path(None, true).await,
         }
     }
 
     /// Refreshes because an API rejected `rejected` (HTTP 401). Many callers reporting the
     /// same token cause one refresh; a token newer than `rejected` is returned as is.
     pub async fn force_refresh(&self, rejected: &Token) -> Result<Token> {
-        self.slow_path(Some(rejected.generation())).await
+        self.slow_path(Some(rejected.generation()), true).await
     }
 
     /// Learns of each new token (`None` when the grant is gone).
@@ -359,7 +373,43 @@ impl TokenManager {
         self.inner.tx.subscribe()
     }
 
-    async fn slow_path(&self, rejected: Option<u64>) -> Result<Token> {
+    /// Refreshes `current` now unless a newer token exists (or joins the running refresh),
+    /// and reports a failed refresh as an error even while the old token is valid (for the
+    /// background task of [`TokenManager::keep_fresh`]).
+    pub(crate) async fn refresh_now(&self, current: &Token) -> Result<Token> {
+        self.slow_path(Some(current.generation()), false).await
+    }
+
+    /// How many handles share this manager (clones, running refreshes, a keep-fresh task).
+    pub(crate) fn handles(&self) -> usize {
+        Arc::strong_count(&self.inner)
+    }
+
+    /// Whether the grant is gone (until [`TokenManager::replace`]).
+    pub(crate) fn grant_gone(&self) -> bool {
+        self.inner.lock().dead.is_some()
+    }
+
+    /// Logs out: waits for a running refresh, removes the stored tokens and ends the grant
+    /// in this manager (every caller gets [`Error::LoginRequired`] until
+    /// [`TokenManager::replace`]); a refresh that was waiting cannot store tokens again.
+    pub(crate) async fn close(&self) -> Result<()> {
+        let _refresh = self.inner.refresh_lock.lock().await;
+        {
+            let mut state = self.inner.lock();
+            state.epoch += 1;
+            state.dead = Some(Error::LoginRequired {
+                reason: "logged out".into(),
+            });
+            state.failed = None;
+            state.unsaved = None;
+            self.inner.tx.send_replace(None);
+        }
+        let _other_processes = self.inner.store.lock(&self.inner.key).await?;
+        self.inner.store.remove(&self.inner.key).await
+    }
+
+    async fn slow_path(&self, rejected: Option<u64>, serve_stale: bool) -> Result<Token> {
         let flight = {
             let mut state = self.inner.lock();
             if let Some(e) = &state.dead {
@@ -375,7 +425,11 @@ impl TokenManager {
                 if let (None, Some((at, e))) = (&state.flight, &state.failed)
                     && at.elapsed() < self.inner.options.retry.cooldown
                 {
-                    return serve_old(current, e.clone());
+                    return if serve_stale {
+                        serve_old(current, e.clone())
+                    } else {
+                        Err(e.clone())
+                    };
                 }
             }
             match &state.flight {
@@ -405,7 +459,8 @@ impl TokenManager {
         match flight.await {
             Ok(t) => Ok(t),
             Err(e) if e.needs_login() => Err(e),
-            Err(e) => serve_old(self.inner.tx.borrow().clone(), e),
+            Err(e) if serve_stale => serve_old(self.inner.tx.borrow().clone(), e),
+            Err(e) => Err(e),
         }
     }
 }
@@ -495,7 +550,14 @@ impl Inner {
     /// One refresh under the lock, and the epoch it ran in.
     async fn refresh(&self, started: u64) -> (u64, Result<Token>) {
         let _refresh = self.refresh_lock.lock().await;
-        let epoch = self.lock().epoch;
+        let (epoch, dead) = {
+            let state = self.lock();
+            (state.epoch, state.dead.clone())
+        };
+        if let Some(e) = dead.filter(|_| epoch != started) {
+            // Logged out ([`TokenManager::close`]) while this refresh waited.
+            return (epoch, Err(e));
+        }
         (epoch, self.refresh_locked(epoch != started).await)
     }
 
