@@ -92,7 +92,8 @@ const configuration = {
       token_endpoint_auth_method: 'client_secret_basic',
       grant_types: ['authorization_code', 'refresh_token', DEVICE, 'client_credentials', EXCHANGE],
       response_types: ['code'],
-      redirect_uris: ['http://127.0.0.1/callback'],
+      // EXTRA_REDIRECT_URIS: a gateway under test registers its own callback (comma-separated).
+      redirect_uris: ['http://127.0.0.1/callback', ...(process.env.EXTRA_REDIRECT_URIS ?? '').split(',').filter(Boolean)],
       scope: 'openid offline_access profile email eduperson_entitlement voperson_id',
     },
     {

@@ -104,6 +104,7 @@ pub struct OidcProvider {
     child: Option<Child>,
     port: u16,
     options: Options,
+    redirect_uris: Vec<String>,
     log: PathBuf,
     // Declared last: removed after the server has stopped.
     dir: TempDir,
@@ -132,16 +133,23 @@ fn find_node() -> Result<PathBuf> {
 impl OidcProvider {
     /// Starts a provider on a free loopback port.
     pub fn start(options: Options) -> Result<Self> {
+        Self::start_with_redirects(options, &[])
+    }
+
+    /// Starts a provider whose confidential client also accepts `redirect_uris` (a gateway's
+    /// `.../hub/oauth_callback` on its test port).
+    pub fn start_with_redirects(options: Options, redirect_uris: &[String]) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("egi-oidc-")
             .tempdir()
             .context("creating a temporary directory")?;
         let log = dir.path().join("provider.log");
-        let (child, port) = spawn(dir.path(), &log, 0, options)?;
+        let (child, port) = spawn(dir.path(), &log, 0, options, redirect_uris)?;
         Ok(Self {
             child: Some(child),
             port,
             options,
+            redirect_uris: redirect_uris.to_vec(),
             log,
             dir,
         })
@@ -169,7 +177,13 @@ impl OidcProvider {
     /// signing keys and new `options`.
     pub fn restart(&mut self, options: Options) -> Result<()> {
         self.stop();
-        let (child, _) = spawn(self.dir.path(), &self.log, self.port, options)?;
+        let (child, _) = spawn(
+            self.dir.path(),
+            &self.log,
+            self.port,
+            options,
+            &self.redirect_uris,
+        )?;
         self.child = Some(child);
         self.options = options;
         Ok(())
@@ -303,7 +317,13 @@ fn header_value<'a>(line: &'a str, name: &str) -> Option<&'a str> {
 
 /// Starts Node on `port` (0: any) and waits for the ready line; returns the child and the
 /// port it listens on.
-fn spawn(dir: &Path, log: &Path, port: u16, options: Options) -> Result<(Child, u16)> {
+fn spawn(
+    dir: &Path,
+    log: &Path,
+    port: u16,
+    options: Options,
+    redirect_uris: &[String],
+) -> Result<(Child, u16)> {
     let node = find_node()?;
     let err = std::fs::OpenOptions::new()
         .create(true)
@@ -315,6 +335,7 @@ fn spawn(dir: &Path, log: &Path, port: u16, options: Options) -> Result<(Child, 
         .current_dir(server_dir())
         .env("PORT", port.to_string())
         .env("STATE_DIR", dir)
+        .env("EXTRA_REDIRECT_URIS", redirect_uris.join(","))
         .env("ROTATE", if options.rotate { "1" } else { "0" })
         .env(
             "ACCESS_TTL",

@@ -299,7 +299,12 @@ fn missing_env_secret(sh: &Shared, ns: &str, c: &Value) -> Option<String> {
 
 fn next_ip(sh: &Shared) -> String {
     let n = sh.next_ip.fetch_add(1, Ordering::Relaxed);
-    let n = 0x0af4_0002u32.wrapping_add(n);
+    let base = if sh.opts().loopback_pod_ips {
+        0x7ff4_0002u32
+    } else {
+        0x0af4_0002u32
+    };
+    let n = base.wrapping_add(n);
     std::net::Ipv4Addr::from(n).to_string()
 }
 

@@ -102,6 +102,10 @@ pub struct SimOptions {
     pub watch_buffer: usize,
     /// Latency added to every API request (default none).
     pub latency: Duration,
+    /// Pod IPs from the loopback range (`127.244.x.y`) instead of the cluster range
+    /// (`10.244.x.y`), so a test can serve a pod's address on this machine and a gateway
+    /// under test can proxy to it (default off: cluster IPs are never to be contacted).
+    pub loopback_pod_ips: bool,
 }
 
 impl Default for SimOptions {
@@ -116,6 +120,7 @@ impl Default for SimOptions {
             history_limit: 10_000,
             watch_buffer: 10_000,
             latency: Duration::ZERO,
+            loopback_pod_ips: false,
         }
     }
 }
