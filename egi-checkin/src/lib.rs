@@ -65,6 +65,7 @@ mod id_token;
 pub mod login;
 pub mod manager;
 mod provider;
+pub mod registry;
 pub mod seal;
 pub mod store;
 #[cfg(test)]
@@ -84,6 +85,7 @@ pub use login::{DeviceAuthorization, Login, LoginBuilder, PendingLogin};
 pub use manager::{ManagerOptions, RefreshMargin, RetryPolicy, Token, TokenManager};
 pub use openidconnect::Nonce;
 pub use provider::{CheckinProviderMetadata, Endpoints, ExtraMetadata, Instance, parse_issuer};
+pub use registry::{RegistryOptions, TokenRegistry};
 pub use seal::{SealError, SealKey};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use store::{MemoryStore, StoreLock, TokenStore};

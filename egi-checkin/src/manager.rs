@@ -385,6 +385,17 @@ impl TokenManager {
         Arc::strong_count(&self.inner)
     }
 
+    /// Identifies the manager (clones share it), for as long as a clone lives.
+    pub(crate) fn id(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
+    }
+
+    /// Whether `other` is a clone of this manager.
+    #[cfg(test)]
+    pub(crate) fn same_as(&self, other: &TokenManager) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Whether the grant is gone (until [`TokenManager::replace`]).
     pub(crate) fn grant_gone(&self) -> bool {
         self.inner.lock().dead.is_some()
