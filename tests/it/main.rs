@@ -8,6 +8,7 @@ mod accounting_tls;
 mod checkin_concurrency;
 mod checkin_faults;
 mod checkin_flows;
+mod checkin_fresh;
 mod checkin_refresh;
 mod checkin_support;
 mod helpers;
