@@ -28,6 +28,7 @@
 //! # }
 //! ```
 
+pub mod jupyter_server;
 pub mod jupyterhub;
 pub mod kubesim;
 pub mod oidc;
