@@ -18,7 +18,8 @@ use secrecy::ExposeSecret;
 use crate::config::{Settings, merged};
 use crate::env::{API_TOKEN_KEY, single_user_env};
 use crate::naming::Names;
-use crate::plan::{ClaimPlan, HubContext, SpawnPlan, UserTokens};
+use crate::plan::{ClaimPlan, SpawnPlan};
+use crate::{HubContext, UserTokens};
 
 /// Label selector of single-user pods, ours and KubeSpawner's (the runtime's shared watch).
 pub const POD_SELECTOR: &str = "component=singleuser-server";

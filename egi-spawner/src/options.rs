@@ -9,82 +9,11 @@
 use serde_json::{Map, Value};
 
 use crate::config::{ConfigError, KubeSpawnerConfig, Profile};
+pub use crate::error::{MAX_OPTION_LENGTH, OptionsError};
 use crate::manifest::PRIMARY_GROUP_ANNOTATION;
 use crate::naming::{self, Names, TemplateContext};
-use crate::plan::{SpawnPlan, UserInfo};
-
-/// Longest accepted user option key or value, in characters.
-pub const MAX_OPTION_LENGTH: usize = 256;
-
-/// Why `user_options` were refused. Messages name the key; values are quoted only when they
-/// passed the length and character checks.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum OptionsError {
-    /// The key is not `profile` nor an option of the chosen profile.
-    #[error("unknown user option \"{key}\"")]
-    UnknownKey {
-        /// The key (shortened when long).
-        key: String,
-    },
-    /// The value is not a string.
-    #[error("user option \"{key}\" must be a string, not {found}")]
-    NotAString {
-        /// The key.
-        key: String,
-        /// The JSON type given.
-        found: &'static str,
-    },
-    /// The key or value is longer than [`MAX_OPTION_LENGTH`].
-    #[error("user option \"{key}\" is too long ({length} characters, at most {MAX_OPTION_LENGTH})")]
-    TooLong {
-        /// The key (shortened when long).
-        key: String,
-        /// Its or its value's length in characters.
-        length: usize,
-    },
-    /// The key or value contains control characters.
-    #[error("user option \"{key}\" contains control characters")]
-    ControlCharacters {
-        /// The key (with control characters escaped).
-        key: String,
-    },
-    /// No profile with this slug is available to the user (it does not exist, or its
-    /// `vo_claims` exclude the user: the two are not told apart).
-    #[error("no profile {slug:?} is available; {}", one_of(available))]
-    UnknownProfile {
-        /// The slug asked for.
-        slug: String,
-        /// The slugs of the profiles the user may choose.
-        available: Vec<String>,
-    },
-    /// Profiles are configured but the user may see none of them.
-    #[error("no profile is available to this user")]
-    NoProfileAvailable,
-    /// The choice is not one of the option's.
-    #[error(
-        "{choice:?} is not a choice of option {option:?}; {}",
-        one_of(available)
-    )]
-    UnknownChoice {
-        /// The option name.
-        option: String,
-        /// The choice given.
-        choice: String,
-        /// The option's choices.
-        available: Vec<String>,
-    },
-    /// The same option is given under two keys.
-    #[error("option {option:?} is given twice")]
-    DuplicateOption {
-        /// The option name.
-        option: String,
-    },
-    /// The configuration cannot produce this server (a template needs a user id the hub did not
-    /// give, an override breaks a setting).
-    #[error("the spawner configuration cannot start this server")]
-    Config(#[from] ConfigError),
-}
+use crate::User;
+use crate::plan::SpawnPlan;
 
 fn shorten(key: &str) -> String {
     let escaped: String = key.chars().flat_map(char::escape_debug).collect();
@@ -140,7 +69,7 @@ type Selection<'c> = (&'c Profile, Vec<(&'c str, String)>);
 /// The profile and option choices the user asked for, validated.
 fn select<'c>(
     config: &'c KubeSpawnerConfig,
-    user: &UserInfo,
+    user: &User,
     user_options: &Map<String, Value>,
 ) -> Result<Option<Selection<'c>>, OptionsError> {
     for (key, value) in user_options {
@@ -246,7 +175,7 @@ fn select<'c>(
 /// profile, option choices, and templates expanded; the claim step from the PVC policy.
 pub fn resolve(
     config: &KubeSpawnerConfig,
-    user: &UserInfo,
+    user: &User,
     server_name: &str,
     user_options: &Map<String, Value>,
 ) -> Result<SpawnPlan, OptionsError> {
@@ -310,12 +239,3 @@ pub fn resolve(
 
 #[cfg(test)]
 mod tests;
-
-/// "choose one of: a, b" or, with nothing to choose, says so.
-fn one_of(available: &[String]) -> String {
-    if available.is_empty() {
-        "none is configured".to_owned()
-    } else {
-        format!("choose one of: {}", available.join(", "))
-    }
-}

@@ -1,29 +1,12 @@
 //! JupyterHub's spawner contract, as an object-safe trait a hub holds as `Box<dyn Spawner>`.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 
+use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-use crate::{HubContext, Result, UserTokens};
-
-/// A boxed, sendable future (keeps [`Spawner`] object-safe).
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// One progress event shown to the user while the server starts (JupyterHub's
-/// `{progress, message}`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProgressEvent {
-    /// 0 to 100; creeps towards 90 while spawning, 100 when ready.
-    pub progress: u8,
-    /// Human-readable message (e.g. the Kubernetes event).
-    pub message: String,
-    /// Set on the last event of a failed spawn.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub failed: bool,
-}
+use crate::{HubContext, ProgressEvent, Result, UserTokens};
 
 /// What [`Spawner::poll`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,7 +74,9 @@ pub struct StartRequest {
 
 /// JupyterHub's spawner contract for one server of one user.
 ///
-/// Object-safe: hubs hold `Box<dyn Spawner>` or `Arc<dyn Spawner>`.
+/// Object-safe, so its methods return boxed futures ([`BoxFuture`]) rather than `impl Future`:
+/// a hub holds one `Box<dyn Spawner>` or `Arc<dyn Spawner>` per server, whatever the
+/// implementation.
 pub trait Spawner: Send + Sync + std::fmt::Debug {
     /// Starts the server and returns its URL once it is ready. Fails fast with the cluster's
     /// reason when the server cannot start.
@@ -104,8 +89,8 @@ pub trait Spawner: Send + Sync + std::fmt::Debug {
     /// its exit status (0 if it was never started).
     fn poll(&self) -> BoxFuture<'_, Result<PollStatus>>;
 
-    /// Progress events of the current start, ending when it is ready or failed. Late
-    /// subscribers first get the events so far.
+    /// Progress events of the current start, ending with its ready or failed event
+    /// ([`ProgressEvent::is_final`]). Late subscribers first get the events so far.
     fn progress(&self) -> BoxStream<'static, ProgressEvent>;
 
     /// The state to save (JupyterHub's `get_state`).
@@ -120,4 +105,10 @@ pub trait Spawner: Send + Sync + std::fmt::Debug {
     /// Deletes what outlives the server (the claims the PVC policy says to delete), when the
     /// user or the named server is removed for good.
     fn delete_forever(&self) -> BoxFuture<'_, Result<()>>;
+
+    /// Gives the server the user's new tokens (after a refresh): returns `true` when they
+    /// were written to a running server, `false` when no server runs (the next
+    /// [`start`](Spawner::start) uses its own [`StartRequest::tokens`]). Never logs them.
+    /// [`crate::follow_tokens`] calls it for every refresh.
+    fn update_tokens(&self, tokens: &UserTokens) -> BoxFuture<'_, Result<bool>>;
 }

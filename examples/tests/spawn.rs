@@ -40,8 +40,8 @@ fn a_whole_session_on_the_simulator() {
     assert!(stdout.trim_end().ends_with("stopped"), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("[100%] Server ready"),
-        "progress is streamed: {}",
+        stderr.contains("[100%] Server ready at /user/alice@egi.eu/"),
+        "progress is streamed, ending with JupyterHub's ready event: {}",
         text(&out)
     );
     assert!(

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use egi_spawner::kube::{KubeCluster, KubeSpawner, RuntimeOptions};
 use egi_spawner::spawner::StartRequest;
-use egi_spawner::{Error, FailureReason, HubContext, KubeSpawnerConfig, Spawner, UserInfo};
+use egi_spawner::{Error, FailureReason, HubContext, KubeSpawnerConfig, Spawner, User};
 use egi_test_harness::kubesim::Counters;
 use secrecy::SecretString;
 use serde_json::json;
@@ -250,9 +250,9 @@ async fn main() -> ExitCode {
 
     let spawners: Vec<Arc<KubeSpawner>> = (0..args.users)
         .map(|i| {
-            let user = UserInfo {
+            let user = User {
                 name: format!("user{i:05}"),
-                ..UserInfo::default()
+                ..User::default()
             };
             Arc::new(cluster.spawner(user, ""))
         })
@@ -312,9 +312,9 @@ async fn main() -> ExitCode {
         .await;
     let broken: Vec<Arc<KubeSpawner>> = (0..args.failing)
         .map(|i| {
-            let user = UserInfo {
+            let user = User {
                 name: format!("broken{i:03}"),
-                ..UserInfo::default()
+                ..User::default()
             };
             Arc::new(cluster.spawner(user, ""))
         })

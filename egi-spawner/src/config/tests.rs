@@ -341,7 +341,7 @@ fn null_in_an_override_unsets_a_setting_and_a_missing_key_keeps_it() {
     }))
     .unwrap();
     config.validate().unwrap();
-    let user = crate::UserInfo {
+    let user = crate::User {
         name: "u".into(),
         ..Default::default()
     };

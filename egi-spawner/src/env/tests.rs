@@ -5,7 +5,7 @@ use serde_json::{Map, json};
 
 use super::*;
 use crate::config::KubeSpawnerConfig;
-use crate::plan::UserInfo;
+use crate::User;
 
 pub(crate) fn hub() -> HubContext {
     HubContext {
@@ -32,10 +32,10 @@ pub(crate) fn hub() -> HubContext {
 
 fn plan(config: serde_json::Value) -> SpawnPlan {
     let config: KubeSpawnerConfig = serde_json::from_value(config).unwrap();
-    let user = UserInfo {
+    let user = User {
         name: "alice@x".to_owned(),
         id: Some(1),
-        ..UserInfo::default()
+        ..User::default()
     };
     crate::resolve(&config, &user, "gpu", &Map::new()).unwrap()
 }

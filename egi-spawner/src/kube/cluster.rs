@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::kube::cache::NamespaceCache;
 use crate::kube::spawner::KubeSpawner;
-use crate::{Error, KubeSpawnerConfig, Result, UserInfo};
+use crate::{Error, KubeSpawnerConfig, Result, User};
 
 /// Timeouts and failure policy of the Kubernetes spawner (what KubeSpawner calls
 /// `start_timeout`, `delete_grace_period`, ...).
@@ -105,13 +105,13 @@ impl KubeCluster {
             .await
             .map_err(|source| Error::Transport {
                 action: "load the Kubernetes client configuration".to_owned(),
-                source,
+                source: Box::new(source),
             })?;
         KubeCluster::new(client, config, options)
     }
 
     /// The spawner of one server (`server_name` empty for the default server).
-    pub fn spawner(&self, user: UserInfo, server_name: &str) -> KubeSpawner {
+    pub fn spawner(&self, user: User, server_name: &str) -> KubeSpawner {
         KubeSpawner::new(self.clone(), user, server_name)
     }
 
@@ -255,7 +255,10 @@ pub(crate) fn api_error(action: impl Into<String>, namespace: &str, error: kube:
                 }
             }
         }
-        source => Error::Transport { action, source },
+        source => Error::Transport {
+            action,
+            source: Box::new(source),
+        },
     }
 }
 

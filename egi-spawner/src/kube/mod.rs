@@ -7,10 +7,8 @@ mod cluster;
 mod events;
 mod progress;
 mod spawner;
-mod tokens;
 mod view;
 mod wait;
 
 pub use cluster::{KubeCluster, RuntimeOptions};
 pub use spawner::KubeSpawner;
-pub use tokens::follow_tokens;

@@ -37,23 +37,24 @@ impl Progress {
         let generation = self.tx.borrow().generation + 1;
         self.tx.send_replace(Log {
             generation,
-            events: vec![ProgressEvent {
-                progress: 0,
-                message,
-                failed: false,
-            }],
+            events: vec![ProgressEvent::new(0, message)],
             done: false,
         });
     }
 
     fn last(&self) -> u8 {
-        self.tx.borrow().events.last().map_or(0, |e| e.progress)
+        self.tx
+            .borrow()
+            .events
+            .iter()
+            .rev()
+            .find_map(|e| e.progress)
+            .unwrap_or(0)
     }
 
     /// A step of ours (claim ensured, pod created).
     pub(crate) fn step(&self, message: String) {
-        let progress = creep(self.last());
-        self.push(progress, message, false, false);
+        self.push(ProgressEvent::new(creep(self.last()), message), false);
     }
 
     /// A Kubernetes event of the pod, formatted as KubeSpawner does: `time [Type] message`.
@@ -62,26 +63,21 @@ impl Progress {
         let message = format!("{time} [{}] {}", event.kind, event.message)
             .trim_start()
             .to_owned();
-        let progress = creep(self.last());
-        self.push(progress, message, false, false);
+        self.push(ProgressEvent::new(creep(self.last()), message), false);
     }
 
-    /// The end: ready (100) or failed.
-    pub(crate) fn finish(&self, message: String, failed: bool) {
-        let progress = if failed { self.last() } else { 100 };
-        self.push(progress, message, failed, true);
+    /// The end: JupyterHub's ready or failed event ([`ProgressEvent::ready`],
+    /// [`ProgressEvent::failed`]).
+    pub(crate) fn finish(&self, event: ProgressEvent) {
+        self.push(event, true);
     }
 
-    fn push(&self, progress: u8, message: String, failed: bool, done: bool) {
+    fn push(&self, event: ProgressEvent, done: bool) {
         self.tx.send_modify(|log| {
             if log.done {
                 return;
             }
-            log.events.push(ProgressEvent {
-                progress,
-                message,
-                failed,
-            });
+            log.events.push(event);
             log.done = done;
         });
     }
@@ -153,15 +149,15 @@ mod tests {
         progress.reset("Starting".to_owned());
         progress.step("claim ready".to_owned());
         let early = progress.stream();
-        progress.finish("Server ready".to_owned(), false);
+        progress.finish(ProgressEvent::ready("/user/a/"));
         progress.step("after the end is ignored".to_owned());
         let late: Vec<_> = progress.stream().collect().await;
         let early: Vec<_> = early.collect().await;
         assert_eq!(late, early);
         assert_eq!(
             late.iter().map(|e| e.progress).collect::<Vec<_>>(),
-            vec![0, 30, 100]
+            vec![Some(0), Some(30), Some(100)]
         );
-        assert_eq!(late[2].message, "Server ready");
+        assert_eq!(late[2], ProgressEvent::ready("/user/a/"));
     }
 }

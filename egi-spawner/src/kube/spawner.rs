@@ -8,6 +8,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -22,15 +23,15 @@ use super::events::Listener;
 use super::progress::Progress;
 use super::view::Readiness;
 use super::wait::{FinishOnDrop, Watched, delete_params, wait_for};
-use crate::spawner::{BoxFuture, StartRequest};
+use crate::spawner::StartRequest;
 use crate::{
-    Error, PollStatus, ProgressEvent, Result, SpawnPlan, Spawner, SpawnerState, UserInfo, manifest,
+    Error, PollStatus, ProgressEvent, Result, SpawnPlan, Spawner, SpawnerState, User, manifest,
 };
 
 /// The spawner of one server of one user on Kubernetes (JupyterHub's `KubeSpawner`).
 pub struct KubeSpawner {
     pub(crate) cluster: KubeCluster,
-    pub(crate) user: UserInfo,
+    pub(crate) user: User,
     pub(crate) server: String,
     state: Mutex<SpawnerState>,
     progress: Progress,
@@ -55,7 +56,7 @@ impl std::fmt::Debug for KubeSpawner {
 }
 
 impl KubeSpawner {
-    pub(crate) fn new(cluster: KubeCluster, user: UserInfo, server: &str) -> KubeSpawner {
+    pub(crate) fn new(cluster: KubeCluster, user: User, server: &str) -> KubeSpawner {
         KubeSpawner {
             cluster,
             user,
@@ -107,14 +108,18 @@ impl KubeSpawner {
         let _starting = self.starting.lock().await;
         let mut stops = self.stops.subscribe();
         stops.mark_unchanged();
+        // JupyterHub's ready event names the server's public path, not the pod's address.
+        let prefix = request.hub.service_prefix.clone();
         let result = tokio::select! {
             result = self.start_inner(request) => result,
             _ = stops.changed() => Err(Error::Stopped),
         };
         match &result {
-            Ok(url) => self
-                .progress
-                .finish(format!("Server ready at {url}"), false),
+            Ok(url) => self.progress.finish(ProgressEvent::ready(if prefix.is_empty() {
+                url
+            } else {
+                &prefix
+            })),
             Err(error) => {
                 if let Error::SpawnFailed { message, .. } = error
                     && message.contains("persistentvolumeclaim")
@@ -123,7 +128,10 @@ impl KubeSpawner {
                     // The claim was deleted behind our back: ensure it again next time.
                     self.forget_claim();
                 }
-                self.progress.finish(format!("Spawn failed: {error}"), true);
+                self.progress.finish(ProgressEvent::failed(match error {
+                    Error::Stopped => "Spawn cancelled".to_owned(),
+                    error => format!("Spawn failed: {error}"),
+                }));
             }
         }
         result
@@ -483,9 +491,9 @@ impl KubeSpawner {
         })
     }
 
-    /// Writes new Check-in tokens into the running server's token Secret (a merge patch of its
-    /// two token keys). Returns `false` when the server has no Secret (not running).
-    pub async fn update_tokens(&self, tokens: &crate::UserTokens) -> Result<bool> {
+    /// [`Spawner::update_tokens`]: a merge patch of the two token keys of the running
+    /// server's Secret; `false` when the server has no Secret (not running).
+    async fn write_tokens(&self, tokens: &crate::UserTokens) -> Result<bool> {
         *self.tokens.lock().unwrap_or_else(PoisonError::into_inner) = Some(tokens.clone());
         let (namespace, secret) = {
             let state = self.lock();
@@ -516,7 +524,7 @@ impl KubeSpawner {
     }
 
     /// The user this spawner serves.
-    pub fn user(&self) -> &UserInfo {
+    pub fn user(&self) -> &User {
         &self.user
     }
 
@@ -571,5 +579,10 @@ impl Spawner for KubeSpawner {
 
     fn delete_forever(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(self.delete_claim_forever())
+    }
+
+    fn update_tokens(&self, tokens: &crate::UserTokens) -> BoxFuture<'_, Result<bool>> {
+        let tokens = tokens.clone();
+        Box::pin(async move { self.write_tokens(&tokens).await })
     }
 }

@@ -4,12 +4,12 @@ use serde_json::{Map, json};
 use super::*;
 use crate::config::KubeSpawnerConfig;
 use crate::env::tests::hub;
-use crate::plan::UserInfo;
+use crate::User;
 
 fn plan_with(config: serde_json::Value, user: &str, server: &str) -> SpawnPlan {
     let config: KubeSpawnerConfig = serde_json::from_value(config).unwrap();
     config.validate().unwrap();
-    let user = UserInfo {
+    let user = User {
         name: user.to_owned(),
         id: Some(1),
         groups: vec![],
@@ -259,9 +259,9 @@ fn args_without_a_command_are_dropped_like_kubespawner() {
         let config: KubeSpawnerConfig = serde_json::from_value(config).unwrap();
         let plan = crate::resolve(
             &config,
-            &UserInfo {
+            &User {
                 name: "a".into(),
-                ..UserInfo::default()
+                ..User::default()
             },
             "",
             &serde_json::Map::new(),

@@ -38,8 +38,8 @@ pub(crate) fn config() -> KubeSpawnerConfig {
     .unwrap()
 }
 
-pub(crate) fn user(name: &str, groups: &[&str]) -> UserInfo {
-    UserInfo {
+pub(crate) fn user(name: &str, groups: &[&str]) -> User {
+    User {
         name: name.to_owned(),
         id: Some(7),
         groups: groups.iter().map(|g| (*g).to_owned()).collect(),

@@ -69,8 +69,12 @@ async fn start_poll_stop_with_progress_and_three_writes() {
         events.windows(2).all(|w| w[0].progress <= w[1].progress),
         "{events:?}"
     );
-    assert_eq!(events.last().unwrap().progress, 100);
-    assert!(!events.iter().any(|e| e.failed));
+    // The last event is JupyterHub's ready event, naming the public path, not the pod's address.
+    assert_eq!(
+        events.last().unwrap(),
+        &egi_spawner::ProgressEvent::ready("/user/alice/")
+    );
+    assert!(events[..events.len() - 1].iter().all(|e| !e.is_final()));
 
     let pod = sim.object("pods", "default", "jupyter-alice").expect("pod");
     let pod_text = pod.to_string();

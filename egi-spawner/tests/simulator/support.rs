@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use egi_spawner::kube::{KubeCluster, RuntimeOptions};
 use egi_spawner::spawner::StartRequest;
-use egi_spawner::{HubContext, KubeSpawnerConfig, UserInfo, UserTokens};
+use egi_spawner::{HubContext, KubeSpawnerConfig, User, UserTokens};
 use egi_test_harness::kubesim::{Counters, KubeSim, SimOptions};
 use secrecy::SecretString;
 
@@ -44,8 +44,8 @@ pub(crate) fn cluster(sim: &KubeSim, json: serde_json::Value) -> KubeCluster {
     KubeCluster::new(client(sim), config(json), options()).expect("cluster")
 }
 
-pub(crate) fn user(name: &str) -> UserInfo {
-    UserInfo {
+pub(crate) fn user(name: &str) -> User {
+    User {
         name: name.to_owned(),
         id: Some(7),
         groups: vec!["vo.notebooks.egi.eu".to_owned()],

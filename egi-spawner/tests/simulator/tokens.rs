@@ -1,11 +1,10 @@
-//! The token Secret follows egi-checkin's refreshes.
+//! The token Secret follows token refreshes: of any source, on any `dyn Spawner`, and
+//! egi-checkin's (feature `checkin`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use egi_spawner::Spawner;
-use egi_spawner::kube::follow_tokens;
-use secrecy::ExposeSecret;
+use egi_spawner::{Spawner, follow_tokens};
 use serde_json::json;
 
 use crate::support::*;
@@ -45,10 +44,48 @@ async fn update_tokens_rewrites_the_secret_of_a_running_server_only() {
     spawner.stop(true).await.unwrap();
 }
 
-/// A real refresh at a real OpenID provider (npm oidc-provider, 2 s tokens) lands in the Secret.
+/// A boxed spawner, as a hub holds it, gets every update of a plain token stream, in order;
+/// `None` (the grant is gone) ends the follower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_tokens_updates_a_dyn_spawner() {
+    let sim = sim().await;
+    let cluster = cluster(&sim, json!({}));
+    let boxed: Box<dyn Spawner> = Box::new(cluster.spawner(user("lee"), ""));
+    let spawner: Arc<dyn Spawner> = Arc::from(boxed);
+    spawner.start(request("lee", "")).await.unwrap();
+
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Option<egi_spawner::UserTokens>>();
+    let updates = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|update| (update, rx))
+    });
+    let follower = follow_tokens(Arc::clone(&spawner), updates);
+    tx.send(Some(tokens("refresh-1"))).unwrap();
+    tx.send(Some(tokens("refresh-2"))).unwrap();
+    let landed = || async {
+        let secret = sim.object("secrets", "default", "access-token-lee").unwrap();
+        secret_value(&secret, "access_token").as_deref() == Some("refresh-2")
+            && secret_value(&secret, "id_token").as_deref() == Some("id-refresh-2")
+    };
+    assert!(
+        eventually(Duration::from_secs(5), landed).await,
+        "the last update is in the Secret"
+    );
+    tx.send(None).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), follower)
+        .await
+        .expect("the grant gone ends the follower")
+        .unwrap();
+    spawner.stop(true).await.unwrap();
+}
+
+/// A real refresh at a real OpenID provider (npm oidc-provider, 2 s tokens) lands in the Secret,
+/// through the `checkin` adapters.
+#[cfg(feature = "checkin")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkin_refresh_lands_in_the_secret() {
     use egi_checkin::{CheckinClient, ManagerOptions, MemoryStore, RefreshMargin, TokenManager};
+    use egi_spawner::checkin::token_updates;
+    use secrecy::ExposeSecret;
     use egi_test_harness::oidc::{self, OidcProvider, Options};
 
     let provider = OidcProvider::start(Options {
@@ -80,15 +117,27 @@ async fn checkin_refresh_lands_in_the_secret() {
 
     let sim = sim().await;
     let cluster = cluster(&sim, json!({}));
-    let spawner = Arc::new(cluster.spawner(user("kim"), ""));
+    let spawner: Arc<dyn Spawner> = Arc::new(cluster.spawner(user("kim"), ""));
     let first = manager.access_token().await.unwrap();
     let mut start = request("kim", "");
-    start.tokens = Some(egi_spawner::UserTokens {
-        access_token: first.access_token().clone(),
-        id_token: first.tokens().id_token().cloned(),
-    });
+    start.tokens = Some(egi_spawner::UserTokens::from(&first));
     spawner.start(start).await.unwrap();
-    let follower = follow_tokens(Arc::clone(&spawner), manager.subscribe());
+    let secret = sim
+        .object("secrets", "default", "access-token-kim")
+        .unwrap();
+    assert_eq!(
+        secret_value(&secret, "access_token").as_deref(),
+        Some(first.access_token().expose_secret()),
+        "the first token, converted"
+    );
+    assert_eq!(
+        secret_value(&secret, "id_token"),
+        first
+            .tokens()
+            .id_token()
+            .map(|t| t.expose_secret().to_owned()),
+    );
+    let follower = follow_tokens(Arc::clone(&spawner), token_updates(&manager));
 
     tokio::time::sleep(Duration::from_millis(1700)).await;
     let fresh = manager.access_token().await.unwrap();

@@ -23,7 +23,7 @@ use clap::{Parser, Subcommand};
 use egi_spawner::kube::{KubeCluster, RuntimeOptions};
 use egi_spawner::spawner::StartRequest;
 use egi_spawner::{
-    Error, HubContext, KubeSpawnerConfig, PollStatus, Spawner, SpawnerState, UserInfo,
+    Error, HubContext, KubeSpawnerConfig, PollStatus, ProgressEvent, Spawner, SpawnerState, User,
 };
 use futures_util::StreamExt;
 use secrecy::SecretString;
@@ -232,7 +232,7 @@ fn spawner(
     who: &Who,
     state: &PathBuf,
 ) -> anyhow::Result<egi_spawner::kube::KubeSpawner> {
-    let user = UserInfo {
+    let user = User {
         name: who.user.clone(),
         id: None,
         groups: who.groups.clone(),
@@ -285,11 +285,19 @@ async fn start(
         tokio::select! {
             result = &mut start => {
                 while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(50), progress.next()).await {
-                    eprintln!("[{:>3}%] {}", event.progress, event.message);
+                    print_progress(&event);
                 }
                 return result;
             }
-            Some(event) = progress.next() => eprintln!("[{:>3}%] {}", event.progress, event.message),
+            Some(event) = progress.next() => print_progress(&event),
         }
+    }
+}
+
+/// `[ 42%] message`; an event without progress only updates the message.
+fn print_progress(event: &ProgressEvent) {
+    match event.progress {
+        Some(progress) => eprintln!("[{progress:>3}%] {}", event.message),
+        None => eprintln!("[    ] {}", event.message),
     }
 }
