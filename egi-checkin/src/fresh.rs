@@ -399,6 +399,13 @@ mod tests {
         (rx, task)
     }
 
+    #[allow(dead_code)]
+    fn the_task_is_send(m: &TokenManager, tx: &watch::Sender<Freshness>) {
+        fn assert_send<T: Send>(_: T) {}
+        assert_send(run(m, KeepFreshOptions::default(), tx));
+        assert_send(m.refresh_now(&token(1, HOUR)));
+    }
+
     #[test]
     fn refreshes_are_spread_inside_the_margin_by_key() {
         let t = token(1, HOUR);
