@@ -26,7 +26,10 @@ use egi_examples::gateway::{Gateway, routes};
 use egi_spawner::kube::{KubeCluster, RuntimeOptions};
 
 #[derive(Parser)]
-#[command(version, about = "A notebook gateway: Check-in login, Kubernetes servers, proxy, hub API")]
+#[command(
+    version,
+    about = "A notebook gateway: Check-in login, Kubernetes servers, proxy, hub API"
+)]
 struct Args {
     /// The configuration file (TOML).
     #[arg(long, env = "GATEWAY_CONFIG")]
@@ -144,9 +147,16 @@ async fn run(args: Args) -> Result<(), Failure> {
     if !config.checkin.scopes.is_empty() {
         builder = builder.scopes(config.checkin.scopes.clone());
     }
-    let checkin = builder.discover(&config.checkin.issuer).await.map_err(|e| {
-        Failure::Unavailable(format!("Check-in discovery at {}: {}", config.checkin.issuer, chain(&e)))
-    })?;
+    let checkin = builder
+        .discover(&config.checkin.issuer)
+        .await
+        .map_err(|e| {
+            Failure::Unavailable(format!(
+                "Check-in discovery at {}: {}",
+                config.checkin.issuer,
+                chain(&e)
+            ))
+        })?;
     let cluster = KubeCluster::infer(config.spawner.clone(), RuntimeOptions::default())
         .await
         .map_err(|e| Failure::Unavailable(format!("Kubernetes: {}", chain(&e))))?;

@@ -35,7 +35,11 @@ pub async fn login(State(gw): State<Arc<Gateway>>, Query(q): Query<LoginQuery>) 
         Err(error) => {
             gw.metrics.logins_failed.inc();
             tracing::error!(%error, "cannot build the login request");
-            return pages::error(StatusCode::INTERNAL_SERVER_ERROR, "Login is not available", "The gateway cannot build a Check-in login request; see its log.");
+            return pages::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Login is not available",
+                "The gateway cannot build a Check-in login request; see its log.",
+            );
         }
     };
     let next = q
@@ -46,7 +50,8 @@ pub async fn login(State(gw): State<Arc<Gateway>>, Query(q): Query<LoginQuery>) 
     let mut response = Redirect::to(url.as_str()).into_response();
     set_cookies(
         response.headers_mut(),
-        [gw.cookies.pending_login(format!("{sealed}.{}", encode_next(&next)))],
+        [gw.cookies
+            .pending_login(format!("{sealed}.{}", encode_next(&next)))],
     );
     response
 }
@@ -71,21 +76,36 @@ pub async fn callback(State(gw): State<Arc<Gateway>>, headers: HeaderMap, uri: U
         response
     };
     let Some(cookie) = cookie_value(&headers, LOGIN_COOKIE) else {
-        return refuse(&gw, StatusCode::BAD_REQUEST, "Login expired", "No login was started in this browser, or it took too long. Please log in again.");
+        return refuse(
+            &gw,
+            StatusCode::BAD_REQUEST,
+            "Login expired",
+            "No login was started in this browser, or it took too long. Please log in again.",
+        );
     };
     let (sealed, next) = cookie.split_once('.').unwrap_or((cookie.as_str(), ""));
     let pending = match PendingLogin::unseal(gw.cookies.key(), sealed) {
         Ok(pending) => pending,
         Err(error) => {
             tracing::info!(%error, "login cookie refused");
-            return refuse(&gw, StatusCode::BAD_REQUEST, "Login expired", "This login is too old or was not started here. Please log in again.");
+            return refuse(
+                &gw,
+                StatusCode::BAD_REQUEST,
+                "Login expired",
+                "This login is too old or was not started here. Please log in again.",
+            );
         }
     };
     let Ok(callback) = url::Url::parse(&callback_url(&gw)).map(|mut u| {
         u.set_query(uri.query());
         u
     }) else {
-        return refuse(&gw, StatusCode::BAD_REQUEST, "Bad callback", "The callback URL is malformed.");
+        return refuse(
+            &gw,
+            StatusCode::BAD_REQUEST,
+            "Bad callback",
+            "The callback URL is malformed.",
+        );
     };
     let login = match gw.checkin.complete_login(pending, &callback).await {
         Ok(login) => login,
@@ -96,7 +116,11 @@ pub async fn callback(State(gw): State<Arc<Gateway>>, headers: HeaderMap, uri: U
             } else {
                 "Check-in did not confirm this login (a state mismatch, a denied consent or a replayed callback). Please log in again."
             };
-            let status = if error.is_transient() { StatusCode::BAD_GATEWAY } else { StatusCode::FORBIDDEN };
+            let status = if error.is_transient() {
+                StatusCode::BAD_GATEWAY
+            } else {
+                StatusCode::FORBIDDEN
+            };
             return refuse(&gw, status, "Login failed", text);
         }
     };
@@ -108,7 +132,12 @@ pub async fn callback(State(gw): State<Arc<Gateway>>, headers: HeaderMap, uri: U
         Ok(info) => info,
         Err(error) => {
             tracing::warn!(%error, "userinfo failed");
-            return refuse(&gw, StatusCode::BAD_GATEWAY, "Login failed", "Check-in did not tell who you are. Please try again.");
+            return refuse(
+                &gw,
+                StatusCode::BAD_GATEWAY,
+                "Login failed",
+                "Check-in did not tell who you are. Please try again.",
+            );
         }
     };
     let membership = match gw.vo_policy.admit(&info) {
@@ -127,19 +156,32 @@ pub async fn callback(State(gw): State<Arc<Gateway>>, headers: HeaderMap, uri: U
             set_cookies(response.headers_mut(), [gw.cookies.clear(LOGIN_COOKIE)]);
             // The tokens of a refused user are not kept: revoke the grant at once.
             if let Some(refresh) = login.tokens.refresh_token() {
-                let _ = gw.checkin.revoke(refresh, Some(TokenType::RefreshToken)).await;
+                let _ = gw
+                    .checkin
+                    .revoke(refresh, Some(TokenType::RefreshToken))
+                    .await;
             }
             return response;
         }
     };
     let Some(name) = username(&gw, &info) else {
-        return refuse(&gw, StatusCode::FORBIDDEN, "Login failed", "Check-in sent no usable user name.");
+        return refuse(
+            &gw,
+            StatusCode::FORBIDDEN,
+            "Login failed",
+            "Check-in sent no usable user name.",
+        );
     };
     gw.servers
         .ensure_user(User::from_checkin(name.clone(), &membership), true);
     if let Err(error) = gw.tokens.login(&name, login.tokens).await {
         tracing::warn!(user = %name, %error, "tokens not stored");
-        return refuse(&gw, StatusCode::SERVICE_UNAVAILABLE, "Login failed", "Your tokens could not be stored. Please try again.");
+        return refuse(
+            &gw,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Login failed",
+            "Your tokens could not be stored. Please try again.",
+        );
     }
     // Running servers follow the new grant.
     if let Some(user) = gw.servers.user(&name) {
@@ -160,7 +202,10 @@ pub async fn callback(State(gw): State<Arc<Gateway>>, headers: HeaderMap, uri: U
     let mut response = Redirect::to(&target).into_response();
     set_cookies(
         response.headers_mut(),
-        [gw.cookies.start_session(&name), gw.cookies.clear(LOGIN_COOKIE)],
+        [
+            gw.cookies.start_session(&name),
+            gw.cookies.clear(LOGIN_COOKIE),
+        ],
     );
     response
 }
@@ -171,7 +216,12 @@ fn username(gw: &Gateway, info: &UserInfo) -> Option<String> {
     let claims: Vec<&str> = if gw.config.checkin.username_claims.is_empty() {
         vec!["voperson_id", "sub"]
     } else {
-        gw.config.checkin.username_claims.iter().map(String::as_str).collect()
+        gw.config
+            .checkin
+            .username_claims
+            .iter()
+            .map(String::as_str)
+            .collect()
     };
     claims
         .into_iter()
@@ -190,8 +240,16 @@ pub async fn logout(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Respo
     if let Some(session) = gw.cookies.session(&headers) {
         if let Some(tokens) = gw.tokens.logout(&session.user).await {
             let revoke = match tokens.refresh_token() {
-                Some(refresh) => gw.checkin.revoke(refresh, Some(TokenType::RefreshToken)).await,
-                None => gw.checkin.revoke(tokens.access_token(), Some(TokenType::AccessToken)).await,
+                Some(refresh) => {
+                    gw.checkin
+                        .revoke(refresh, Some(TokenType::RefreshToken))
+                        .await
+                }
+                None => {
+                    gw.checkin
+                        .revoke(tokens.access_token(), Some(TokenType::AccessToken))
+                        .await
+                }
             };
             if let Err(error) = revoke {
                 tracing::warn!(user = %session.user, %error, "revocation failed; the grant expires by itself");
@@ -202,7 +260,10 @@ pub async fn logout(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Respo
     }
     let mut response = Page::new("Logged out")
         .text("You are logged out. Your servers keep running until you stop them.")
-        .link(&format!("{}hub/login", gw.config.base_path()), "Log in again")
+        .link(
+            &format!("{}hub/login", gw.config.base_path()),
+            "Log in again",
+        )
         .into_response();
     set_cookies(
         response.headers_mut(),

@@ -93,9 +93,6 @@ pub struct GatewayConfig {
     /// How long a browser session lasts.
     #[serde(default = "default_session_hours")]
     pub session_hours: u64,
-    /// Port the single-user servers listen on inside their pods.
-    #[serde(default = "default_server_port")]
-    pub server_port: u16,
     /// Check-in (OpenID Connect) login.
     pub checkin: CheckinSettings,
     /// The Kubernetes spawner.
@@ -174,9 +171,6 @@ fn default_state_file() -> PathBuf {
 }
 fn default_session_hours() -> u64 {
     12
-}
-fn default_server_port() -> u16 {
-    8888
 }
 
 /// A service as the gateway uses it: name, token, scopes, upstream.
@@ -284,8 +278,7 @@ impl GatewayConfig {
                     .map_err(|e| invalid("services.scopes", format!("{}: {e}", s.name)))?;
             }
             if let Some(url) = &s.url {
-                Url::parse(url)
-                    .map_err(|e| invalid("services.url", format!("{}: {e}", s.name)))?;
+                Url::parse(url).map_err(|e| invalid("services.url", format!("{}: {e}", s.name)))?;
             }
         }
         let claims = ["voperson_id", "preferred_username", "email", "sub"];
@@ -324,7 +317,10 @@ impl GatewayConfig {
             .iter()
             .map(|s| Service {
                 name: s.name.clone(),
-                token: s.api_token.clone().unwrap_or_else(|| SecretString::from("")),
+                token: s
+                    .api_token
+                    .clone()
+                    .unwrap_or_else(|| SecretString::from("")),
                 scopes: if s.admin {
                     ScopeSet::admin()
                 } else {
@@ -382,7 +378,7 @@ admin = true
         assert_eq!(services[0].name, "status");
         assert!(services[0].scopes.allows(&"admin:servers".parse().unwrap()));
         assert_eq!(config.hub_api_url(), "http://127.0.0.1:8000/hub/api");
-        assert!(!format!("{:?}", config).contains("tok"));
+        assert!(!format!("{config:?}").contains("tok"));
     }
 
     #[test]
@@ -390,7 +386,10 @@ admin = true
         let Err(ParseOrInvalid::Invalid(e)) = GatewayConfig::parse(MINIMAL, |_| None) else {
             panic!("accepted a service without a token");
         };
-        assert!(e.to_string().contains("GATEWAY_SERVICE_STATUS_TOKEN"), "{e}");
+        assert!(
+            e.to_string().contains("GATEWAY_SERVICE_STATUS_TOKEN"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -401,8 +400,7 @@ admin = true
             Err(ParseOrInvalid::Parse(_))
         ));
         let no_slash = MINIMAL.replace("8000/", "8000/jhub");
-        let Err(ParseOrInvalid::Invalid(e)) =
-            GatewayConfig::parse(&no_slash, |_| Some("x".into()))
+        let Err(ParseOrInvalid::Invalid(e)) = GatewayConfig::parse(&no_slash, |_| Some("x".into()))
         else {
             panic!("accepted a base URL without a trailing slash");
         };

@@ -39,19 +39,22 @@ fn authorize(
     needed: Base,
     user: Option<&str>,
     server: Option<&str>,
-) -> Result<Caller, Response> {
+) -> Result<Caller, Box<Response>> {
     let Some(caller) = gw.caller(headers) else {
         gw.metrics.api_denied.inc();
-        return Err(api_error(StatusCode::FORBIDDEN, "a valid API token or login is required"));
+        return Err(Box::new(api_error(
+            StatusCode::FORBIDDEN,
+            "a valid API token or login is required",
+        )));
     };
     if caller.scopes().permits(needed, user, server) {
         Ok(caller)
     } else {
         gw.metrics.api_denied.inc();
-        Err(api_error(
+        Err(Box::new(api_error(
             StatusCode::FORBIDDEN,
             "the token does not have the scope this action needs",
-        ))
+        )))
     }
 }
 
@@ -68,7 +71,7 @@ pub async fn health() -> StatusCode {
 /// `GET /hub/metrics` (scope `read:metrics`).
 pub async fn metrics(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     if let Err(denied) = authorize(&gw, &headers, Base::ReadMetrics, None, None) {
-        return denied;
+        return *denied;
     }
     (
         [("content-type", "text/plain; version=0.0.4")],
@@ -121,7 +124,10 @@ pub fn user_model(gw: &Gateway, user: &UserEntry) -> Value {
 pub async fn whoami(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     let Some(caller) = gw.caller(&headers) else {
         gw.metrics.api_denied.inc();
-        return api_error(StatusCode::FORBIDDEN, "a valid API token or login is required");
+        return api_error(
+            StatusCode::FORBIDDEN,
+            "a valid API token or login is required",
+        );
     };
     match caller {
         Caller::Service { name, scopes } => Json(json!({
@@ -130,7 +136,11 @@ pub async fn whoami(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Respo
             "scopes": scopes.names(),
         }))
         .into_response(),
-        Caller::User { name, scopes, server } => {
+        Caller::User {
+            name,
+            scopes,
+            server,
+        } => {
             let mut model = gw
                 .servers
                 .user(&name)
@@ -149,7 +159,7 @@ pub async fn whoami(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Respo
 /// `GET /hub/api/users` (scope `list:users`).
 pub async fn users(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     if let Err(denied) = authorize(&gw, &headers, Base::ListUsers, None, None) {
-        return denied;
+        return *denied;
     }
     let all: Vec<Value> = gw
         .servers
@@ -167,7 +177,7 @@ pub async fn user(
     Path(name): Path<String>,
 ) -> Response {
     if let Err(denied) = authorize(&gw, &headers, Base::ReadUsers, Some(&name), None) {
-        return denied;
+        return *denied;
     }
     match gw.servers.user(&name) {
         Some(user) => Json(user_model(&gw, &user)).into_response(),
@@ -183,7 +193,7 @@ pub async fn create_user(
     Path(name): Path<String>,
 ) -> Response {
     if let Err(denied) = authorize(&gw, &headers, Base::AdminUsers, Some(&name), None) {
-        return denied;
+        return *denied;
     }
     if name.is_empty() || name.len() > 255 || name.chars().any(|c| c.is_control() || c == '/') {
         return api_error(StatusCode::BAD_REQUEST, "invalid user name");
@@ -234,14 +244,19 @@ async fn start(
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(denied) = authorize(&gw, &headers, Base::Servers, Some(&name), Some(&server)) {
-        return denied;
+        return *denied;
     }
     let options = if body.iter().all(u8::is_ascii_whitespace) {
         serde_json::Map::new()
     } else {
         match serde_json::from_slice::<Value>(&body) {
             Ok(Value::Object(map)) => map,
-            _ => return api_error(StatusCode::BAD_REQUEST, "user options must be a JSON object"),
+            _ => {
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    "user options must be a JSON object",
+                );
+            }
         }
     };
     if gw.servers.user(&name).is_none() {
@@ -283,7 +298,7 @@ async fn stop(
     server: String,
 ) -> Response {
     if let Err(denied) = authorize(&gw, &headers, Base::Servers, Some(&name), Some(&server)) {
-        return denied;
+        return *denied;
     }
     if gw.servers.user(&name).is_none() {
         return api_error(StatusCode::NOT_FOUND, "no such user");
@@ -308,7 +323,7 @@ pub async fn progress_default(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    progress(state, headers, name, String::new())
+    progress(&state, &headers, &name, "")
 }
 
 /// `GET /hub/api/users/{name}/servers/{server}/progress` (scope `read:servers`).
@@ -317,15 +332,18 @@ pub async fn progress_named(
     headers: HeaderMap,
     Path((name, server)): Path<(String, String)>,
 ) -> Response {
-    progress(state, headers, name, server)
+    progress(&state, &headers, &name, &server)
 }
 
-fn progress(State(gw): State<Arc<Gateway>>, headers: HeaderMap, name: String, server: String) -> Response {
-    if let Err(denied) = authorize(&gw, &headers, Base::ReadServers, Some(&name), Some(&server)) {
-        return denied;
+fn progress(gw: &Gateway, headers: &HeaderMap, name: &str, server: &str) -> Response {
+    if let Err(denied) = authorize(gw, headers, Base::ReadServers, Some(name), Some(server)) {
+        return *denied;
     }
-    let Some(events) = gw.servers.progress(&name, &server) else {
-        return api_error(StatusCode::NOT_FOUND, "the server is not running or starting");
+    let Some(events) = gw.servers.progress(name, server) else {
+        return api_error(
+            StatusCode::NOT_FOUND,
+            "the server is not running or starting",
+        );
     };
     let events = events.map(|e| Ok::<_, Infallible>(Event::default().data(e.to_sse_data())));
     Sse::new(events)

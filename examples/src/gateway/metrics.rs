@@ -153,7 +153,10 @@ mod tests {
             running: 1,
             ..Gauges::default()
         });
-        assert!(text.contains("egi_gateway_logins_total{outcome=\"ok\"} 1\n"), "{text}");
+        assert!(
+            text.contains("egi_gateway_logins_total{outcome=\"ok\"} 1\n"),
+            "{text}"
+        );
         assert!(text.contains("egi_gateway_proxy_requests_total{outcome=\"forwarded\"} 3\n"));
         assert!(text.contains("egi_gateway_servers_running 1\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {

@@ -122,7 +122,8 @@ impl Gateway {
             api_url: config.hub_api_url(),
             base_path: config.base_path().to_owned(),
             public_url: config.public_url.to_string(),
-            port: config.server_port,
+            // The spawner's `port` (KubeSpawner's): where it says the server answers.
+            port: config.spawner.settings().port,
         };
         let servers = Arc::new(Servers::new(
             cluster,

@@ -57,7 +57,12 @@ impl Page {
     /// A link.
     #[must_use]
     pub fn link(mut self, href: &str, text: &str) -> Self {
-        let _ = write!(self.body, "<p><a href=\"{}\">{}</a></p>", escape(href), escape(text));
+        let _ = write!(
+            self.body,
+            "<p><a href=\"{}\">{}</a></p>",
+            escape(href),
+            escape(text)
+        );
         self
     }
 
@@ -88,7 +93,10 @@ impl IntoResponse for Page {
         );
         (
             self.status,
-            [("content-security-policy", "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline'")],
+            [(
+                "content-security-policy",
+                "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline'",
+            )],
             Html(html),
         )
             .into_response()
@@ -125,8 +133,14 @@ pub async fn home(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Respons
             .map(|g| format!(" (VO {})", escape(g)))
             .unwrap_or_default()
     );
-    if matches!(gw.tokens.freshness(&user.user.name), Some(egi_checkin::Freshness::LoginNeeded)) {
-        let _ = write!(html, "<p class=\"failed\">Your Check-in session has ended: <a href=\"{base}hub/login\">log in again</a> so your servers get fresh tokens.</p>");
+    if matches!(
+        gw.tokens.freshness(&user.user.name),
+        Some(egi_checkin::Freshness::LoginNeeded)
+    ) {
+        let _ = write!(
+            html,
+            "<p class=\"failed\">Your Check-in session has ended: <a href=\"{base}hub/login\">log in again</a> so your servers get fresh tokens.</p>"
+        );
     }
     html.push_str("<h2>Servers</h2><ul>");
     for (name, server) in &user.servers {
@@ -140,7 +154,9 @@ pub async fn home(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Respons
                 escape(&url_segment(name))
             ),
             Phase::Stopping => "stopping".to_owned(),
-            Phase::Failed(reason) => format!("<span class=\"failed\">failed: {}</span>", escape(&reason)),
+            Phase::Failed(reason) => {
+                format!("<span class=\"failed\">failed: {}</span>", escape(&reason))
+            }
         };
         let _ = write!(
             html,
@@ -212,14 +228,21 @@ pub async fn spawn(
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        return error(StatusCode::BAD_REQUEST, "Bad server name", "Use letters, digits, '-' and '_'.");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Bad server name",
+            "Use letters, digits, '-' and '_'.",
+        );
     }
     let mut options = serde_json::Map::new();
     if let Some(profile) = form.profile.filter(|p| !p.is_empty()) {
         options.insert("profile".into(), serde_json::Value::String(profile));
     }
     let tokens = gw.tokens.for_server(&session.user).await;
-    match gw.servers.start(&session.user, &form.server, options, tokens) {
+    match gw
+        .servers
+        .start(&session.user, &form.server, options, tokens)
+    {
         Ok(Started::AlreadyRunning) => {
             Redirect::to(&server_prefix(&base, &session.user, &form.server)).into_response()
         }
@@ -266,12 +289,20 @@ pub async fn spawn_pending(
         return login_redirect(&gw, &format!("{base}hub/home"));
     };
     if session.user != user {
-        return error(StatusCode::FORBIDDEN, "Not yours", "This is another user's server.");
+        return error(
+            StatusCode::FORBIDDEN,
+            "Not yours",
+            "This is another user's server.",
+        );
     }
     let api = if server.is_empty() {
         format!("{base}hub/api/users/{}/server/progress", url_segment(&user))
     } else {
-        format!("{base}hub/api/users/{}/servers/{}/progress", url_segment(&user), url_segment(&server))
+        format!(
+            "{base}hub/api/users/{}/servers/{}/progress",
+            url_segment(&user),
+            url_segment(&server)
+        )
     };
     let html = format!(
         "<progress id=\"bar\" max=\"100\" value=\"0\"></progress><ul id=\"log\"></ul>\
@@ -288,7 +319,9 @@ pub async fn spawn_pending(
         // no `</script>` can appear in it.
         api = serde_json::to_string(&api).unwrap_or_default()
     );
-    Page::new("Starting your server").html(&html).into_response()
+    Page::new("Starting your server")
+        .html(&html)
+        .into_response()
 }
 
 #[cfg(test)]
@@ -297,6 +330,9 @@ mod tests {
 
     #[test]
     fn escapes_markup() {
-        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 }

@@ -29,7 +29,10 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/api/", get(hub_api::version))
         .route("/api/user", get(hub_api::whoami))
         .route("/api/users", get(hub_api::users))
-        .route("/api/users/{name}", get(hub_api::user).post(hub_api::create_user))
+        .route(
+            "/api/users/{name}",
+            get(hub_api::user).post(hub_api::create_user),
+        )
         .route(
             "/api/users/{name}/server",
             post(hub_api::start_default).delete(hub_api::stop_default),
@@ -38,7 +41,10 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             "/api/users/{name}/servers/{server}",
             post(hub_api::start_named).delete(hub_api::stop_named),
         )
-        .route("/api/users/{name}/server/progress", get(hub_api::progress_default))
+        .route(
+            "/api/users/{name}/server/progress",
+            get(hub_api::progress_default),
+        )
         .route(
             "/api/users/{name}/servers/{server}/progress",
             get(hub_api::progress_named),
@@ -104,12 +110,17 @@ async fn proxy_user(State(gw): State<Arc<Gateway>>, request: Request) -> Respons
         _ => String::new(),
     };
     let caller = gw.caller(request.headers());
-    let allowed = caller
-        .as_ref()
-        .is_some_and(|c| c.scopes().permits(Base::AccessServers, Some(&user), Some(&server)));
+    let allowed = caller.as_ref().is_some_and(|c| {
+        c.scopes()
+            .permits(Base::AccessServers, Some(&user), Some(&server))
+    });
     if !allowed {
         gw.metrics.proxy_denied.inc();
-        if caller.is_none() && !request.headers().contains_key(axum::http::header::AUTHORIZATION) {
+        if caller.is_none()
+            && !request
+                .headers()
+                .contains_key(axum::http::header::AUTHORIZATION)
+        {
             let next: String = url::form_urlencoded::byte_serialize(path.as_bytes()).collect();
             return Redirect::to(&format!("{base}hub/login?next={next}")).into_response();
         }
@@ -176,7 +187,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(gw.clone());
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
     gw.servers.detach();
     served
 }

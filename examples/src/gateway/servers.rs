@@ -218,8 +218,8 @@ impl Servers {
                     .upstream
                     .as_deref()
                     .and_then(|u| Upstream::parse(u).ok().map(|p| (u.to_owned(), p)));
-                let alive = upstream.is_some()
-                    && matches!(spawner.poll().await, Ok(PollStatus::Running));
+                let alive =
+                    upstream.is_some() && matches!(spawner.poll().await, Ok(PollStatus::Running));
                 if !alive {
                     spawner.clear_state();
                     entry.stopped.insert(server_name, spawner.state());
@@ -337,8 +337,7 @@ impl Servers {
                 Phase::Failed(_) => {}
             }
         }
-        let spawner: Arc<dyn Spawner> =
-            Arc::new(self.cluster.spawner(entry.user.clone(), server));
+        let spawner: Arc<dyn Spawner> = Arc::new(self.cluster.spawner(entry.user.clone(), server));
         if let Some(previous) = entry.stopped.remove(server) {
             spawner.load_state(previous);
         }
@@ -382,10 +381,13 @@ impl Servers {
                     }
                     Err(error) => {
                         let _ = spawner.stop(true).await;
-                        this.failed(&record, format!("the server's address is unusable: {error}"));
+                        this.failed(
+                            &record,
+                            format!("the server's address is unusable: {error}"),
+                        );
                     }
                 },
-                Err(error) => this.failed(&record, error.to_string()),
+                Err(error) => this.failed(&record, with_sources(&error)),
             }
             this.save();
         });
@@ -401,7 +403,8 @@ impl Servers {
     }
 
     fn hub_context(&self, user: &str, server: &str, api_token: SecretString) -> HubContext {
-        let mut hub = HubContext::for_server(user, server, &self.hub.api_url, api_token, self.hub.port);
+        let mut hub =
+            HubContext::for_server(user, server, &self.hub.api_url, api_token, self.hub.port);
         let prefix = server_prefix(&self.hub.base_path, user, server);
         hub.base_url.clone_from(&self.hub.base_path);
         hub.service_url = format!("http://0.0.0.0:{}{prefix}", self.hub.port);
@@ -452,7 +455,9 @@ impl Servers {
             match end {
                 Phase::Running => ProgressEvent::ready(&url),
                 Phase::Failed(reason) => ProgressEvent::failed(format!("Spawn failed: {reason}")),
-                Phase::Stopping | Phase::Starting => ProgressEvent::failed("Spawn cancelled: the server is stopping".to_owned()),
+                Phase::Stopping | Phase::Starting => {
+                    ProgressEvent::failed("Spawn cancelled: the server is stopping".to_owned())
+                }
             }
         };
         let running = matches!(record.phase(), Phase::Running);
@@ -536,6 +541,18 @@ pub fn server_prefix(base: &str, user: &str, server: &str) -> String {
     }
 }
 
+/// An error and its sources, `: `-separated (the spawner's messages never repeat them).
+pub fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
 #[cfg(test)]
 mod tests {
     use super::server_prefix;
@@ -543,7 +560,10 @@ mod tests {
     #[test]
     fn prefixes_escape_hostile_names() {
         assert_eq!(server_prefix("/", "alice", ""), "/user/alice/");
-        assert_eq!(server_prefix("/jhub/", "a@b.eu", "gpu"), "/jhub/user/a%40b.eu/gpu/");
+        assert_eq!(
+            server_prefix("/jhub/", "a@b.eu", "gpu"),
+            "/jhub/user/a%40b.eu/gpu/"
+        );
         assert_eq!(server_prefix("/", "../x y", ""), "/user/..%2Fx%20y/");
     }
 }

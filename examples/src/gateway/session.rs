@@ -136,7 +136,10 @@ mod tests {
     fn a_session_round_trips_and_is_http_only() {
         let c = cookies();
         let set = c.start_session("alice");
-        assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax"), "{set}");
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Lax"),
+            "{set}"
+        );
         assert_eq!(c.session(&request_with(&set)).unwrap().user, "alice");
     }
 

@@ -149,7 +149,11 @@ mod tests {
         assert_eq!(file.load().unwrap(), saved);
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1, "no temporary file is left behind");
-        assert!(!std::fs::read_to_string(file.path()).unwrap().contains("\"t\""));
+        assert!(
+            !std::fs::read_to_string(file.path())
+                .unwrap()
+                .contains("\"t\"")
+        );
     }
 
     #[test]
