@@ -18,6 +18,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
+use futures_util::future::Either;
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
@@ -252,14 +253,19 @@ pub(crate) async fn run<S: Source>(
                 tokio::time::Instant::now() + wait
             }
         };
-        tokio::select! {
-            () = tokio::time::sleep_until(due) => {}
-            changed = tokens.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                continue;
+        // Wait until due, or until another token comes (then plan again).
+        let woken = {
+            let due = std::pin::pin!(tokio::time::sleep_until(due));
+            let changed = std::pin::pin!(tokens.changed());
+            match futures_util::future::select(due, changed).await {
+                Either::Left(_) => None,
+                Either::Right((changed, _)) => Some(changed.is_ok()),
             }
+        };
+        match woken {
+            None => {}
+            Some(true) => continue,
+            Some(false) => return,
         }
         match source.refresh(&token).await {
             Ok(new) if new.generation() != token.generation() => {

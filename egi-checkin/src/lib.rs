@@ -20,6 +20,15 @@
 //!   [`VoPolicy`] (allowed VOs and the primary group); [`entitlement`]: the AARC-G002 parser.
 //! - [`manager`]: [`TokenManager`], single-flight refresh persisted through a
 //!   [`TokenStore`] ([`MemoryStore`], [`EncryptedFileStore`]) before tokens are handed out.
+//! - [`fresh`]: [`TokenManager::keep_fresh`], a background task that refreshes inside the
+//!   refresh margin (spread by identity key), backs off on failure and reports
+//!   [`Freshness`] through a [`KeepFresh`] handle (dropping it stops the task).
+//! - [`registry`]: [`TokenRegistry`], many users' managers for a gateway: one per identity
+//!   key, kept fresh, bounded by [`RegistryOptions::max_users`] (least recently used dropped,
+//!   resumed from the store), logout.
+//! - [`seal`]: [`SealKey`], values sealed (XChaCha20-Poly1305) for a purpose and a time to
+//!   live in cookie-safe text, and [`PendingLogin::seal`] / [`PendingLogin::unseal`], so
+//!   that any replica of a gateway completes a login another replica started.
 //! - [`Error`]: [`Error::needs_login`] (the grant is gone) versus [`Error::is_transient`].
 //!
 //! Token values never appear in `Debug` output, error messages or tracing events.
@@ -49,6 +58,57 @@
 //! let manager = TokenManager::new(client, store, user.sub.clone(), login.tokens, ManagerOptions::default()).await?;
 //! let token = manager.access_token().await?; // refreshed when needed, once for all callers
 //! let _bearer = token.access_token().expose_secret();
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Example: a gateway's users, kept fresh, with the login state in a cookie
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use egi_checkin::{
+//!     CheckinClient, Freshness, Instance, MemoryStore, PendingLogin, RegistryOptions, SealKey,
+//!     TokenRegistry,
+//! };
+//! use secrecy::ExposeSecret;
+//!
+//! # async fn run(callback: url::Url) -> egi_checkin::Result<()> {
+//! let client = CheckinClient::builder("my-client-id")
+//!     .redirect_uri("https://notebooks.example.org/oauth_callback")
+//!     .discover(Instance::Production.issuer())
+//!     .await?;
+//! // The same key on every replica (read from a secret, `SealKey::from_base64`).
+//! let seal_key = SealKey::generate();
+//! let registry = TokenRegistry::new(
+//!     client.clone(),
+//!     Arc::new(MemoryStore::new()),
+//!     RegistryOptions::default().max_users(5_000),
+//! );
+//!
+//! // GET /login: redirect to `url`, the pending login in a short-lived cookie.
+//! let (url, pending) = client.login().build()?;
+//! let cookie = pending.seal(&seal_key, Duration::from_secs(600));
+//! # let _ = url;
+//!
+//! // GET /oauth_callback (on any replica): complete the login, then keep it fresh.
+//! let pending = PendingLogin::unseal(&seal_key, &cookie)?;
+//! let login = client.complete_login(pending, &callback).await?;
+//! let key = login.id_token.subject.clone();
+//! registry.login(&key, login.tokens).await?;
+//!
+//! // Any request: the user's token, refreshed in the background before it is needed.
+//! match registry.get(&key).await? {
+//!     Some(manager) => {
+//!         let token = manager.access_token().await?;
+//!         let _bearer = token.access_token().expose_secret();
+//!     }
+//!     None => { /* no login stored, or the grant is gone: redirect to /login */ }
+//! }
+//! if let Some(Freshness::Retrying { attempt, error, .. }) = registry.freshness(&key) {
+//!     eprintln!("refresh failing ({attempt} attempts): {error}");
+//! }
+//! registry.logout(&key).await?;
 //! # Ok(())
 //! # }
 //! ```

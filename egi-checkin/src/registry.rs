@@ -194,7 +194,7 @@ impl TokenRegistry {
     }
 
     /// Logs `key` out: stops its background refresh, forgets its manager (a clone that a
-    /// caller still holds answers [`Error::LoginRequired`]) and removes its stored tokens.
+    /// caller still holds answers [`crate::Error::LoginRequired`]) and removes its stored tokens.
     /// Revoking the grant at the provider ([`CheckinClient::revoke`]) is up to the caller.
     pub async fn logout(&self, key: &str) -> Result<()> {
         let _creating = self.inner.creating.lock(key).await;
