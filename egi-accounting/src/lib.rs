@@ -44,6 +44,7 @@ pub mod metrics;
 pub mod prometheus;
 pub mod query;
 pub mod record;
+#[cfg(feature = "snapshot")]
 pub mod snapshot;
 pub mod spool;
 

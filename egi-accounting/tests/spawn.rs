@@ -28,6 +28,7 @@ fn public_futures_are_send(
     ));
 }
 
+#[cfg(feature = "snapshot")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spawned_run_fills_a_spool() {
     use std::sync::Arc;

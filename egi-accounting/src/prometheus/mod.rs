@@ -32,7 +32,7 @@ mod transport;
 mod tests;
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -139,18 +139,7 @@ impl PrometheusSource {
         if !env_proxies {
             builder = builder.no_proxy();
         }
-        if !config.verify_tls {
-            tracing::warn!(
-                url = %endpoint,
-                "TLS certificate verification of Prometheus is disabled"
-            );
-            builder = builder.danger_accept_invalid_certs(true);
-        }
-        if let Some(path) = &config.ca_cert {
-            for cert in read_ca_file(path)? {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
+        builder = tls_settings(builder, &config, &endpoint)?;
         let client = builder
             .build()
             .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
@@ -249,8 +238,47 @@ fn query_endpoint(base: &Url) -> Result<Url> {
         .map_err(|e| Error::Config(format!("Prometheus URL {base}: {e}")))
 }
 
+/// Applies the TLS settings of `config`.
+#[cfg(feature = "rustls-tls")]
+fn tls_settings(
+    mut builder: reqwest::ClientBuilder,
+    config: &PrometheusConfig,
+    endpoint: &Url,
+) -> Result<reqwest::ClientBuilder> {
+    if !config.verify_tls {
+        tracing::warn!(
+            url = %endpoint,
+            "TLS certificate verification of Prometheus is disabled"
+        );
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    if let Some(path) = &config.ca_cert {
+        for cert in read_ca_file(path)? {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    Ok(builder)
+}
+
+/// Without a TLS backend only `http` URLs work: HTTPS or a CA file is a configuration error
+/// here, not a failure at the first request or a setting silently ignored.
+#[cfg(not(feature = "rustls-tls"))]
+fn tls_settings(
+    builder: reqwest::ClientBuilder,
+    config: &PrometheusConfig,
+    endpoint: &Url,
+) -> Result<reqwest::ClientBuilder> {
+    if endpoint.scheme() == "https" || config.ca_cert.is_some() {
+        return Err(Error::Config(format!(
+            "Prometheus URL {endpoint}: HTTPS needs egi-accounting's `rustls-tls` feature"
+        )));
+    }
+    Ok(builder)
+}
+
 /// The certificates of a PEM file; at least one.
-fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>> {
+#[cfg(feature = "rustls-tls")]
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>> {
     let pem = std::fs::read(path).map_err(|e| {
         Error::Config(format!(
             "cannot read CA certificate file {}: {e}",
