@@ -165,7 +165,7 @@ async fn leave_a_server_running(client: &HubClient, user: &str) -> Result<()> {
             return Ok(());
         }
         if event.failed {
-            return Err(format!("leftover spawn failed: {}", event.message()).into());
+            return Err(format!("leftover spawn failed: {}", event.message).into());
         }
     }
     Err("progress stream ended".into())

@@ -8,7 +8,8 @@
 //! - [`Probe`]: one object-safe trait; `run` returns an [`Outcome`] (Nagios [`Status`],
 //!   message, timed phases, details) and never fails.
 //! - [`hub::HubClient`]: the JupyterHub REST API for a service token: users, default and
-//!   named servers, the spawn progress event stream, stop, version, health, metrics.
+//!   named servers, the spawn progress event stream (of [`egi_spawner::ProgressEvent`], the one
+//!   type for JupyterHub's progress events), stop, version, health, metrics.
 //! - [`probes`]: [`HubReachable`], [`SpawnProbe`] (follows the progress stream, stops a
 //!   leftover server first without a blind sleep), [`ExecuteProbe`] (kernel websocket,
 //!   Jupyter messaging protocol 5.3), [`NotebookProbe`] (an `.ipynb`'s code cells in order),

@@ -1,6 +1,5 @@
-//! Server-sent events (the hub's spawn progress stream), parsed without IO.
-
-use serde::Deserialize;
+//! Server-sent events (the hub's spawn progress stream), parsed without IO. Each event's `data`
+//! is one [`egi_spawner::ProgressEvent`].
 
 use crate::limits::MAX_SSE_LINE_BYTES;
 
@@ -102,40 +101,10 @@ impl SseParser {
     }
 }
 
-/// One event of `GET /hub/api/users/{user}/server/progress`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ProgressEvent {
-    /// 0 to 100.
-    #[serde(default)]
-    pub progress: Option<f64>,
-    /// Text for humans ("Server requested", "Spawn failed: ...").
-    #[serde(default)]
-    pub message: Option<String>,
-    /// Set on the last event of a successful spawn.
-    #[serde(default)]
-    pub ready: bool,
-    /// Set on the last event of a failed spawn.
-    #[serde(default)]
-    pub failed: bool,
-    /// The server's URL path, on the ready event.
-    #[serde(default)]
-    pub url: Option<String>,
-}
-
-impl ProgressEvent {
-    /// Parses an event's `data`.
-    pub fn parse(data: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(data)
-    }
-
-    /// The message, or an empty string.
-    pub fn message(&self) -> &str {
-        self.message.as_deref().unwrap_or("")
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use egi_spawner::ProgressEvent;
+
     use super::*;
 
     #[test]
@@ -154,8 +123,8 @@ mod tests {
             ["{\"progress\": 0, \"message\": \"Server requested\"}", "{}"]
         );
         let first = ProgressEvent::parse(&events[0]).unwrap();
-        assert_eq!(first.progress, Some(0.0));
-        assert_eq!(first.message(), "Server requested");
+        assert_eq!(first.progress, Some(0));
+        assert_eq!(first.message, "Server requested");
         assert!(!first.ready && !first.failed);
     }
 

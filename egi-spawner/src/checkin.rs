@@ -82,11 +82,10 @@ mod tests {
             ],
         }))
         .unwrap();
-        let membership =
-            egi_checkin::VoPolicy::allow(["vo.notebooks.egi.eu", "vo.access.egi.eu"])
-                .admit(&userinfo)
-                .unwrap();
-        let user = User::from_checkin(userinfo.sub.clone(), &membership);
+        let membership = egi_checkin::VoPolicy::allow(["vo.notebooks.egi.eu", "vo.access.egi.eu"])
+            .admit(&userinfo)
+            .unwrap();
+        let user = User::from_checkin(userinfo.sub, &membership);
         assert_eq!(
             user,
             User {

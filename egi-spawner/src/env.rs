@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
 
-use crate::config::EnvValue;
 use crate::HubContext;
+use crate::config::EnvValue;
 use crate::plan::SpawnPlan;
 
 /// Key of the hub API token in the server's Secret.

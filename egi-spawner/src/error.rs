@@ -260,7 +260,7 @@ pub enum OptionsError {
         /// The JSON type given.
         found: &'static str,
     },
-    /// The key or value is longer than [`MAX_OPTION_LENGTH`].
+    /// The key or value is longer than [`MAX_OPTION_LENGTH`](crate::options::MAX_OPTION_LENGTH).
     #[error("user option \"{key}\" is too long ({length} characters, at most {MAX_OPTION_LENGTH})")]
     TooLong {
         /// The key (shortened when long).

@@ -8,11 +8,11 @@
 
 use serde_json::{Map, Value};
 
+use crate::User;
 use crate::config::{ConfigError, KubeSpawnerConfig, Profile};
 pub use crate::error::{MAX_OPTION_LENGTH, OptionsError};
 use crate::manifest::PRIMARY_GROUP_ANNOTATION;
 use crate::naming::{self, Names, TemplateContext};
-use crate::User;
 use crate::plan::SpawnPlan;
 
 fn shorten(key: &str) -> String {

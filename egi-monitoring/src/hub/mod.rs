@@ -11,13 +11,14 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
 
+use egi_spawner::ProgressEvent;
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::error::{Error, Result};
 use crate::limits::{BodyError, MAX_BODY_BYTES, read_body, read_body_start};
-use crate::sse::{ProgressEvent, SseParser};
+use crate::sse::SseParser;
 
 pub use model::{Server, StartState, StopState, TokenOwner, User, body_message, unexpected};
 

@@ -111,11 +111,9 @@ async fn wait_ready(
     let mut events = client.progress(user, server).await?;
     let mut last = String::from("none");
     while let Some(event) = events.next_event().await? {
-        tracing::debug!(progress = ?event.progress, message = event.message(), "spawn progress");
+        tracing::debug!(progress = ?event.progress, message = %event.message, "spawn progress");
         if event.failed {
-            return Err(Error::SpawnFailed(
-                failed_reason(event.message()).to_owned(),
-            ));
+            return Err(Error::SpawnFailed(failed_reason(&event.message).to_owned()));
         }
         if event.ready {
             return match event.url {
@@ -125,7 +123,7 @@ async fn wait_ready(
                     .ok_or_else(|| Error::ProgressEnded("ready, without a URL".into())),
             };
         }
-        last = event.message().to_owned();
+        last = event.message.clone();
     }
     Err(Error::ProgressEnded(last))
 }
@@ -137,7 +135,7 @@ async fn failure_reason(client: &HubClient, user: &str, server: &str) -> Result<
         .next_event()
         .await?
         .filter(|e| e.failed)
-        .map(|e| failed_reason(e.message()).to_owned()))
+        .map(|e| failed_reason(&e.message).to_owned()))
 }
 
 /// The hub's failure message without its "Spawn failed: " prefix.

@@ -4,8 +4,8 @@ use secrecy::SecretString;
 use serde_json::{Map, json};
 
 use super::*;
-use crate::config::KubeSpawnerConfig;
 use crate::User;
+use crate::config::KubeSpawnerConfig;
 
 pub(crate) fn hub() -> HubContext {
     HubContext {

@@ -115,11 +115,13 @@ impl KubeSpawner {
             _ = stops.changed() => Err(Error::Stopped),
         };
         match &result {
-            Ok(url) => self.progress.finish(ProgressEvent::ready(if prefix.is_empty() {
-                url
-            } else {
-                &prefix
-            })),
+            Ok(url) => self
+                .progress
+                .finish(ProgressEvent::ready(if prefix.is_empty() {
+                    url
+                } else {
+                    &prefix
+                })),
             Err(error) => {
                 if let Error::SpawnFailed { message, .. } = error
                     && message.contains("persistentvolumeclaim")

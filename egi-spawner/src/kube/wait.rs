@@ -16,7 +16,8 @@ pub(crate) struct FinishOnDrop<'a>(pub(crate) &'a Progress);
 
 impl Drop for FinishOnDrop<'_> {
     fn drop(&mut self) {
-        self.0.finish(crate::ProgressEvent::failed("Spawn cancelled"));
+        self.0
+            .finish(crate::ProgressEvent::failed("Spawn cancelled"));
     }
 }
 

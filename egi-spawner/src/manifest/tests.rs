@@ -2,9 +2,9 @@ use secrecy::SecretString;
 use serde_json::{Map, json};
 
 use super::*;
+use crate::User;
 use crate::config::KubeSpawnerConfig;
 use crate::env::tests::hub;
-use crate::User;
 
 fn plan_with(config: serde_json::Value, user: &str, server: &str) -> SpawnPlan {
     let config: KubeSpawnerConfig = serde_json::from_value(config).unwrap();

@@ -62,7 +62,9 @@ async fn follow_tokens_updates_a_dyn_spawner() {
     tx.send(Some(tokens("refresh-1"))).unwrap();
     tx.send(Some(tokens("refresh-2"))).unwrap();
     let landed = || async {
-        let secret = sim.object("secrets", "default", "access-token-lee").unwrap();
+        let secret = sim
+            .object("secrets", "default", "access-token-lee")
+            .unwrap();
         secret_value(&secret, "access_token").as_deref() == Some("refresh-2")
             && secret_value(&secret, "id_token").as_deref() == Some("id-refresh-2")
     };
@@ -85,8 +87,8 @@ async fn follow_tokens_updates_a_dyn_spawner() {
 async fn checkin_refresh_lands_in_the_secret() {
     use egi_checkin::{CheckinClient, ManagerOptions, MemoryStore, RefreshMargin, TokenManager};
     use egi_spawner::checkin::token_updates;
-    use secrecy::ExposeSecret;
     use egi_test_harness::oidc::{self, OidcProvider, Options};
+    use secrecy::ExposeSecret;
 
     let provider = OidcProvider::start(Options {
         rotate: true,
