@@ -10,6 +10,7 @@
 //! | home and progress pages | [`pages`] | egi-spawner's profiles |
 //! | reverse proxy, HTTP and websockets | [`proxy`], [`routes`] | hyper |
 //! | JupyterHub's REST API subset for egi-monitoring | [`hub_api`], [`scopes`] | egi-spawner's `ProgressEvent` |
+//! | what `jupyterhub-singleuser` asks of its hub: OAuth, activity | [`oauth`] | |
 //! | Prometheus metrics | [`metrics`] | |
 //!
 //! Who is calling is decided once per request by [`Gateway::caller`]: a service or server
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod config;
 pub mod hub_api;
 pub mod metrics;
+pub mod oauth;
 pub mod pages;
 pub mod proxy;
 pub mod routes;
@@ -65,6 +67,8 @@ pub struct Gateway {
     pub proxy: proxy::Proxy,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// OAuth codes already exchanged by single-user servers.
+    pub oauth_codes: oauth::UsedCodes,
 }
 
 /// Who sent a request.
@@ -141,6 +145,7 @@ impl Gateway {
             tokens,
             servers,
             metrics,
+            oauth_codes: oauth::UsedCodes::default(),
         })
     }
 
@@ -175,7 +180,9 @@ impl Gateway {
                 scopes: service.scopes.clone(),
             });
         }
-        let server = self.servers.server_by_token_hash(&hash)?;
+        let Some(server) = self.servers.server_by_token_hash(&hash) else {
+            return oauth::access_token_caller(self, token);
+        };
         Some(Caller::User {
             scopes: ScopeSet::server(&server.user, &server.name),
             name: server.user.clone(),

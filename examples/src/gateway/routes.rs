@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 
 use super::hub_api::{self, api_error};
 use super::scopes::Base;
-use super::{Gateway, auth, pages};
+use super::{Gateway, auth, oauth, pages};
 
 /// Every route, under the base URL.
 pub fn router(gw: Arc<Gateway>) -> Router {
@@ -28,6 +28,9 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/api", get(hub_api::version))
         .route("/api/", get(hub_api::version))
         .route("/api/user", get(hub_api::whoami))
+        .route("/api/oauth2/authorize", get(oauth::authorize))
+        .route("/api/oauth2/token", post(oauth::token))
+        .route("/api/users/{name}/activity", post(oauth::activity))
         .route("/api/users", get(hub_api::users))
         .route(
             "/api/users/{name}",
@@ -50,7 +53,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             get(hub_api::progress_named),
         )
         .route("/", get(to_home))
-        .route("/{*rest}", get(not_found));
+        .route("/{*rest}", get(not_found))
+        .layer(axum::middleware::map_response(hub_version));
     let base = gw.config.base_path().trim_end_matches('/').to_owned();
     let app = Router::new()
         .nest("/hub", hub)
@@ -67,6 +71,16 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 
 async fn to_home(State(gw): State<Arc<Gateway>>) -> Redirect {
     Redirect::to(&format!("{}hub/home", gw.config.base_path()))
+}
+
+/// Every hub answer says which JupyterHub API it speaks, as JupyterHub does
+/// (`jupyterhub-singleuser` compares it with its own version).
+async fn hub_version(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        "x-jupyterhub-version",
+        axum::http::HeaderValue::from_static(hub_api::API_VERSION),
+    );
+    response
 }
 
 async fn not_found() -> Response {

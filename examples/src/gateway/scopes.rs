@@ -201,6 +201,11 @@ impl ScopeSet {
         ])
     }
 
+    /// Adds a scope.
+    pub fn push(&mut self, scope: Scope) {
+        self.0.push(scope);
+    }
+
     /// Whether any scope allows `needed` on `user`/`server`.
     pub fn permits(&self, needed: Base, user: Option<&str>, server: Option<&str>) -> bool {
         self.0.iter().any(|s| s.allows(needed, user, server))

@@ -61,6 +61,7 @@ pub struct Server {
     started: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
     user_options: Mutex<serde_json::Map<String, serde_json::Value>>,
     follower: Mutex<Option<JoinHandle<()>>>,
+    last_activity: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -91,6 +92,19 @@ impl Server {
     /// When it was started.
     pub fn started(&self) -> Option<chrono::DateTime<chrono::Utc>> {
         *lock(&self.started)
+    }
+
+    /// Records activity the server reported (the newest time wins).
+    pub fn record_activity(&self, at: chrono::DateTime<chrono::Utc>) {
+        let mut last = lock(&self.last_activity);
+        if last.is_none_or(|l| l < at) {
+            *last = Some(at);
+        }
+    }
+
+    /// The last activity the server reported.
+    pub fn last_activity(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        *lock(&self.last_activity)
     }
 
     /// Whether `hash` is this server's API token's hash.
@@ -242,6 +256,7 @@ impl Servers {
                     ),
                     user_options: Mutex::new(saved_server.user_options),
                     follower: Mutex::new(None),
+                    last_activity: Mutex::new(None),
                 });
                 entry.servers.insert(server_name, server);
             }
@@ -353,6 +368,7 @@ impl Servers {
             started: Mutex::new(Some(chrono::Utc::now())),
             user_options: Mutex::new(user_options.clone()),
             follower: Mutex::new(None),
+            last_activity: Mutex::new(None),
         });
         entry.servers.insert(server.to_owned(), record.clone());
         drop(users);

@@ -2,6 +2,7 @@
 //! login, kubesim for spawning, egi-monitoring's own client and probes for the REST API.
 
 mod api;
+mod binary;
 mod login;
 mod servers;
 mod support;

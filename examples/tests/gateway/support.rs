@@ -133,14 +133,7 @@ impl Stack {
 
     /// A browser with an empty cookie jar.
     pub(crate) fn browser(&self) -> Browser {
-        Browser {
-            http: reqwest::Client::builder()
-                .cookie_store(true)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
-            gateway: self.url.clone(),
-        }
+        Browser::new(&self.url)
     }
 
     /// A client sending `token` as JupyterHub services do.
@@ -255,10 +248,41 @@ scopes = ["list:users"]
 pub(crate) struct Browser {
     /// The client, cookies kept.
     pub(crate) http: reqwest::Client,
+    jar: Arc<reqwest::cookie::Jar>,
     gateway: String,
 }
 
 impl Browser {
+    /// A browser for the gateway at `url`, with an empty cookie jar.
+    pub(crate) fn new(url: &str) -> Browser {
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        Browser {
+            http: reqwest::Client::builder()
+                .cookie_provider(jar.clone())
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            jar,
+            gateway: url.to_owned(),
+        }
+    }
+
+    /// The values of the cookies the browser would send to `url`.
+    pub(crate) fn cookie_values(&self, url: &str) -> Vec<String> {
+        use reqwest::cookie::CookieStore as _;
+        let Ok(url) = url.parse() else {
+            return Vec::new();
+        };
+        self.jar
+            .cookies(&url)
+            .and_then(|h| h.to_str().ok().map(str::to_owned))
+            .map(|h| {
+                h.split("; ")
+                    .filter_map(|c| c.split_once('=').map(|(_, v)| v.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
     /// GET `path` on the gateway (relative to its public URL) without following redirects.
     pub(crate) async fn get(&self, path: &str) -> Result<reqwest::Response> {
         Ok(self
