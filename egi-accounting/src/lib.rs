@@ -20,11 +20,24 @@
 //!    elements only once all are written), or any [`spool::Sink`].
 //!
 //! [`config`] reads the Python tool's configuration and [`job`] runs the whole pipeline.
+//! [`job::run`]'s future is `Send` when its sink is (a [`spool::DirqSpool`] is), so a gateway
+//! can `tokio::spawn` it.
+//!
+//! ## Features
+//!
+//! | Feature | Default | What it adds |
+//! |---|---|---|
+//! | `snapshot` | yes | [`snapshot::SnapshotSource`]: the questions answered from an OpenMetrics history by evaluating their PromQL locally (the `regex` and `memchr` dependencies). A job that only asks Prometheus can leave it out. |
+//! | `rustls-tls` | yes | HTTPS to Prometheus with rustls and the Web PKI roots (reqwest's `rustls-tls`), needed for `https://` URLs, `verify = false` and `ca_cert`. |
+//!
+//! Without `rustls-tls`, [`prometheus::PrometheusSource::new`] accepts only `http://` URLs
+//! and no CA file ([`Error::Config`] otherwise).
 //!
 //! ```no_run
+//! # #[cfg(feature = "snapshot")]
+//! # async fn run() -> egi_accounting::Result<()> {
 //! use egi_accounting::{config::Config, job, snapshot::SnapshotSource, spool::WriterSink};
 //!
-//! # async fn run() -> egi_accounting::Result<()> {
 //! // The Python tool's configuration, environment variables taking precedence.
 //! let config = Config::from_ini_str("[default]\nsite=MY-SITE\n", |k| std::env::var(k).ok())?;
 //! let source = SnapshotSource::from_path("examples/data/notebooks.om")?;

@@ -23,6 +23,7 @@ fn endpoint_keeps_the_prefix_and_refuses_bad_urls() {
     assert!(matches!(endpoint("ftp://h/"), Err(Error::Config(_))));
 }
 
+#[cfg(feature = "rustls-tls")]
 #[test]
 fn ca_file_problems_name_the_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -39,6 +40,7 @@ fn ca_file_problems_name_the_file() {
     }
 }
 
+#[cfg(feature = "rustls-tls")]
 #[test]
 fn a_valid_ca_file_and_disabled_verification_are_accepted() {
     const CA: &str = "-----BEGIN CERTIFICATE-----
@@ -67,9 +69,25 @@ AgNHADBEAiBdIphgviGxEOksvdgRePy2VxftLPO5x3do7WDyucJsjgIgYHgHSKuf
     assert!(matches!(PrometheusSource::new(cfg), Err(Error::Config(_))));
 }
 
+#[cfg(not(feature = "rustls-tls"))]
+#[test]
+fn without_tls_only_plain_http_is_accepted() {
+    let https = PrometheusConfig::new(Url::parse("https://prom/").unwrap());
+    match PrometheusSource::new(https) {
+        Err(Error::Config(m)) => assert!(m.contains("`rustls-tls` feature"), "{m}"),
+        other => panic!("unexpected {other:?}"),
+    }
+    let mut with_ca = PrometheusConfig::new(Url::parse("http://prom/").unwrap());
+    with_ca.ca_cert = Some("ca.pem".into());
+    assert!(matches!(PrometheusSource::new(with_ca), Err(Error::Config(_))));
+    let mut http = PrometheusConfig::new(Url::parse("http://prom/").unwrap());
+    http.verify_tls = false;
+    assert!(PrometheusSource::new(http).is_ok());
+}
+
 #[test]
 fn secrets_are_not_in_debug_output() {
-    let mut cfg = PrometheusConfig::new(Url::parse("https://prom/").unwrap());
+    let mut cfg = PrometheusConfig::new(Url::parse("http://prom/").unwrap());
     cfg.auth = Auth::Basic {
         user: "alice".to_owned(),
         password: "pa55word".into(),
