@@ -79,7 +79,10 @@ fn without_tls_only_plain_http_is_accepted() {
     }
     let mut with_ca = PrometheusConfig::new(Url::parse("http://prom/").unwrap());
     with_ca.ca_cert = Some("ca.pem".into());
-    assert!(matches!(PrometheusSource::new(with_ca), Err(Error::Config(_))));
+    assert!(matches!(
+        PrometheusSource::new(with_ca),
+        Err(Error::Config(_))
+    ));
     let mut http = PrometheusConfig::new(Url::parse("http://prom/").unwrap());
     http.verify_tls = false;
     assert!(PrometheusSource::new(http).is_ok());
