@@ -118,7 +118,8 @@ impl PrometheusSource {
     /// Builds the HTTP client.
     ///
     /// Fails with [`Error::Config`] on a URL that is not `http(s)` or carries credentials,
-    /// a zero timeout, or an unreadable or invalid CA file. Logs a warning when TLS
+    /// a zero timeout, an unreadable or invalid CA file, or (without the `rustls-tls`
+    /// feature) an `https` URL or any CA file. Logs a warning when TLS
     /// verification is disabled. Proxies from `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` apply.
     pub fn new(config: PrometheusConfig) -> Result<Self> {
         Self::build(config, true)
