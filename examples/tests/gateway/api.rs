@@ -52,7 +52,7 @@ async fn egi_monitorings_client_and_probes_work_against_the_gateway() -> anyhow:
         .run()
         .await;
     assert_eq!(again.status, Status::Ok, "{}", again.message);
-    assert!(stack.sim.objects("pods", "default").is_empty());
+    assert!(stack.sim().objects("pods", "default").is_empty());
 
     // Named servers.
     let monitor = hub.user("monitor").await?.expect("the probe's user");

@@ -43,7 +43,7 @@ fn decode(value: &serde_json::Value) -> String {
 
 /// Reads an SSE body to its end and returns the events' JSON.
 async fn events(r: reqwest::Response) -> anyhow::Result<Vec<serde_json::Value>> {
-    let text = tokio::time::timeout(Duration::from_secs(30), r.text()).await??;
+    let text = tokio::time::timeout(Duration::from_secs(90), r.text()).await??;
     Ok(text
         .lines()
         .filter_map(|l| l.strip_prefix("data:"))
@@ -109,7 +109,7 @@ async fn a_user_starts_a_server_follows_progress_reaches_it_and_gets_fresh_token
 
     // The pod: the profile's image, alice's VO for accounting, her claim, her tokens.
     let pod = stack
-        .sim
+        .sim()
         .objects("pods", "default")
         .into_iter()
         .next()
@@ -124,7 +124,7 @@ async fn a_user_starts_a_server_follows_progress_reaches_it_and_gets_fresh_token
     );
     assert!(
         stack
-            .sim
+            .sim()
             .object("persistentvolumeclaims", "default", "claim-alice")
             .is_some()
     );
@@ -197,10 +197,10 @@ async fn a_user_starts_a_server_follows_progress_reaches_it_and_gets_fresh_token
         .send()
         .await?;
     assert!(r.status().is_redirection());
-    assert!(stack.sim.objects("pods", "default").is_empty());
+    assert!(stack.sim().objects("pods", "default").is_empty());
     assert!(
         stack
-            .sim
+            .sim()
             .object("persistentvolumeclaims", "default", "claim-alice")
             .is_some()
     );
@@ -242,7 +242,7 @@ async fn a_restarted_gateway_adopts_the_running_servers() -> anyhow::Result<()> 
         true,
         "{progress:?}"
     );
-    let pod_before = stack.sim.objects("pods", "default")[0]["metadata"]["uid"].clone();
+    let pod_before = stack.sim().objects("pods", "default")[0]["metadata"]["uid"].clone();
 
     stack.restart_gateway().await?;
     let api = stack.api(crate::support::ADMIN_TOKEN);
@@ -259,7 +259,7 @@ async fn a_restarted_gateway_adopts_the_running_servers() -> anyhow::Result<()> 
             .status(),
         StatusCode::CREATED
     );
-    let pods = stack.sim.objects("pods", "default");
+    let pods = stack.sim().objects("pods", "default");
     assert_eq!(pods.len(), 1);
     assert_eq!(pods[0]["metadata"]["uid"], pod_before);
     assert_eq!(
@@ -268,7 +268,7 @@ async fn a_restarted_gateway_adopts_the_running_servers() -> anyhow::Result<()> 
             .status(),
         StatusCode::NO_CONTENT
     );
-    assert!(stack.sim.objects("pods", "default").is_empty());
+    assert!(stack.sim().objects("pods", "default").is_empty());
     Ok(())
 }
 
@@ -279,7 +279,7 @@ async fn a_failing_image_fails_the_start_with_the_clusters_reason() -> anyhow::R
         ..StackOptions::default()
     })
     .await?;
-    stack.sim.faults().fail_image_pull("scipy-notebook");
+    stack.sim().faults().fail_image_pull("scipy-notebook");
     let alice = stack.browser();
     alice.login("alice").await?;
     let started = std::time::Instant::now();
@@ -305,5 +305,40 @@ async fn a_failing_image_fails_the_start_with_the_clusters_reason() -> anyhow::R
     let home = alice.get("hub/home").await?.text().await?;
     assert!(home.contains("failed:"), "{home}");
     assert_eq!(stack.gateway.metrics.spawns_failed.get(), 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_that_is_down_fails_the_start_clearly() -> anyhow::Result<()> {
+    let mut stack = Stack::start(StackOptions {
+        extra_config: SPAWNER.to_owned(),
+        ..StackOptions::default()
+    })
+    .await?;
+    let alice = stack.browser();
+    assert_eq!(alice.login("alice").await?.status(), StatusCode::OK);
+    stack.stop_cluster().await;
+    let started = std::time::Instant::now();
+    let r = alice
+        .http
+        .post(format!("{}hub/spawn", stack.url))
+        .form(&[("profile", "python"), ("server", "")])
+        .send()
+        .await?;
+    assert!(r.status().is_redirection());
+    let progress = events(alice.get("hub/api/users/alice/server/progress").await?).await?;
+    let last = progress.last().expect("events");
+    assert_eq!(last["failed"], true, "{progress:?}");
+    let message = last["message"].as_str().unwrap_or("");
+    assert!(message.starts_with("Spawn failed"), "{message}");
+    assert!(message.contains("namespace default"), "{message}");
+    // egi-spawner waits up to 30 s for the namespace's first list before it gives up.
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "{:?}",
+        started.elapsed()
+    );
+    // The gateway itself keeps serving, and a stop of the failed server is harmless.
+    assert_eq!(alice.get("hub/home").await?.status(), StatusCode::OK);
     Ok(())
 }

@@ -49,8 +49,8 @@ impl Default for StackOptions {
 pub(crate) struct Stack {
     /// The OpenID provider.
     pub(crate) provider: OidcProvider,
-    /// The Kubernetes API simulator.
-    pub(crate) sim: KubeSim,
+    /// The Kubernetes API simulator (`None` once [`Stack::stop_cluster`] stopped it).
+    sim: Option<KubeSim>,
     /// The gateway.
     pub(crate) gateway: Arc<Gateway>,
     /// Its public URL (ends with the base URL).
@@ -95,7 +95,7 @@ impl Stack {
         .await?;
         Ok(Stack {
             provider,
-            sim,
+            sim: Some(sim),
             gateway: served.gateway,
             url,
             dir,
@@ -118,7 +118,7 @@ impl Stack {
         let listener = tokio::net::TcpListener::bind(self.listen).await?;
         let served = serve(
             &self.provider,
-            &self.sim,
+            self.sim(),
             self.dir.path(),
             &self.url,
             listener,
@@ -129,6 +129,18 @@ impl Stack {
         self.shutdown = Some(served.shutdown);
         self.served = Some(served.task);
         Ok(())
+    }
+
+    /// The simulator.
+    pub(crate) fn sim(&self) -> &KubeSim {
+        self.sim.as_ref().expect("the cluster runs")
+    }
+
+    /// Stops the simulator: the cluster is down.
+    pub(crate) async fn stop_cluster(&mut self) {
+        if let Some(sim) = self.sim.take() {
+            sim.shutdown().await;
+        }
     }
 
     /// A browser with an empty cookie jar.
@@ -154,7 +166,7 @@ impl Stack {
             "access-token-{}",
             egi_spawner::naming::Names::new(user, "").user_server
         );
-        let secret = self.sim.object("secrets", "default", &name)?;
+        let secret = self.sim().object("secrets", "default", &name)?;
         secret["data"].as_object().cloned()
     }
 }
