@@ -25,6 +25,7 @@
 //! use axum::extract::{Request, State};
 //! use axum::response::Response;
 //! use axum::routing::any;
+//! use axum::serve::ListenerExt;
 //! use egi_examples::gateway::proxy::{Proxy, ProxyOptions, Upstream};
 //!
 //! async fn to_alice(State((proxy, upstream)): State<(Proxy, Upstream)>, request: Request) -> Response {
@@ -36,7 +37,12 @@
 //! let app = axum::Router::new()
 //!     .route("/user/alice/{*rest}", any(to_alice))
 //!     .with_state((Proxy::new(ProxyOptions::default()), upstream));
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+//! // TCP_NODELAY on accepted connections: without it, small answers can wait for Nagle.
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000")
+//!     .await?
+//!     .tap_io(|tcp| {
+//!         let _ = tcp.set_nodelay(true);
+//!     });
 //! axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
 //! # Ok(())
 //! # }
