@@ -4,8 +4,9 @@
 //! turns it into TSDB blocks with `promtool tsdb create-blocks-from openmetrics`, and starts
 //! `prometheus` in the foreground on `127.0.0.1` with a free port, no scrape targets and a
 //! retention of 100 years (retention is counted from the newest block, not from the clock, so
-//! old histories survive). Dropping the value stops the server with SIGTERM and removes the
-//! directory.
+//! old histories survive). [`Prometheus::scraping`] starts one on an empty TSDB that scrapes
+//! live [`ScrapeTarget`]s instead. Dropping the value stops the server with SIGTERM and
+//! removes the directory.
 
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -121,13 +122,36 @@ impl Prometheus {
     /// Starts a server on an existing TSDB directory (for example one filled by
     /// [`Tools::create_blocks`]); `dir` holds its configuration and log, and goes with it.
     pub fn start(tools: &Tools, dir: TempDir, data: &Path) -> Result<Self> {
-        let config = dir.path().join("prometheus.yml");
         // No scrape targets: the history is all there is, and live samples "now" would make
         // an old history's head disagree with the blocks.
-        fs::write(
-            &config,
+        Self::start_with_config(
+            tools,
+            dir,
+            data,
             "global:\n  scrape_interval: 1m\nscrape_configs: []\n",
-        )?;
+        )
+    }
+
+    /// Starts a server with an empty TSDB that scrapes `targets` live (first samples about
+    /// one interval after the start; poll for them).
+    pub fn scraping(targets: &[ScrapeTarget]) -> Result<Self> {
+        let tools = Tools::find()?;
+        let dir = tempdir()?;
+        let data = dir.path().join("data");
+        fs::create_dir(&data)?;
+        Self::start_with_config(&tools, dir, &data, &scrape_config(targets))
+    }
+
+    /// Starts a server on `data` with `config` (the text of `prometheus.yml`).
+    pub fn start_with_config(
+        tools: &Tools,
+        dir: TempDir,
+        data: &Path,
+        config: &str,
+    ) -> Result<Self> {
+        let config_text = config;
+        let config = dir.path().join("prometheus.yml");
+        fs::write(&config, config_text)?;
         let log = dir.path().join("prometheus.log");
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
@@ -258,6 +282,45 @@ fn terminate(child: &mut Child) {
         let _ = child.kill();
     }
     let _ = child.wait();
+}
+
+/// A live scrape target for [`Prometheus::scraping`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScrapeTarget {
+    /// The `job` label.
+    pub job: String,
+    /// `host:port`.
+    pub address: String,
+    /// Such as `/metrics`.
+    pub metrics_path: String,
+    /// Scrape interval and timeout.
+    pub interval: Duration,
+}
+
+impl ScrapeTarget {
+    /// `GET http://{addr}/metrics` every `interval`, as job `job`.
+    pub fn new(job: &str, addr: SocketAddr, interval: Duration) -> Self {
+        Self {
+            job: job.to_owned(),
+            address: addr.to_string(),
+            metrics_path: "/metrics".to_owned(),
+            interval,
+        }
+    }
+}
+
+/// `prometheus.yml` scraping `targets` (labels of the targets' series kept: `honor_labels`,
+/// as kube-state-metrics is scraped).
+fn scrape_config(targets: &[ScrapeTarget]) -> String {
+    let mut out = String::from("global:\n  scrape_interval: 1m\nscrape_configs:\n");
+    for t in targets {
+        let ms = t.interval.as_millis().max(1);
+        out.push_str(&format!(
+            "  - job_name: \"{}\"\n    honor_labels: true\n    scrape_interval: {ms}ms\n    scrape_timeout: {ms}ms\n    metrics_path: \"{}\"\n    static_configs:\n      - targets: [\"{}\"]\n",
+            t.job, t.metrics_path, t.address
+        ));
+    }
+    out
 }
 
 fn tempdir() -> Result<TempDir> {

@@ -81,6 +81,10 @@ pub(crate) fn on_updated(
 /// Reacts to an object that is gone: its dependents are collected unless orphaned.
 pub(crate) fn on_deleted(sh: &Arc<Shared>, obj: &Value, orphan: bool) {
     let res = obj["kind"].as_str().and_then(resources::lookup);
+    if res == Some(PODS) {
+        super::metrics::pod_removed(sh, obj);
+        super::process::pod_removed(sh, obj);
+    }
     if matches!(res, Some(SECRETS | PVCS)) {
         sh.changed.notify_waiters();
     }
@@ -141,6 +145,7 @@ pub(crate) fn terminate_pod_later(
     let sh2 = sh.clone();
     let (ns, name, uid) = (ns.to_owned(), name.to_owned(), uid.to_owned());
     let pod = sh.lock().get(PODS, &ns, &name).cloned();
+    let grace = pod.as_deref().map(super::process::grace_of);
     if let Some(pod) = pod {
         for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
             let cname = c["name"].as_str().unwrap_or("");
@@ -156,7 +161,13 @@ pub(crate) fn terminate_pod_later(
         }
     }
     sh.spawn(async move {
-        tokio::time::sleep(delay).await;
+        if super::process::has_processes(&sh2, &uid) {
+            // A process pod goes when its processes are gone (SIGKILL after the grace).
+            let grace = grace.unwrap_or(Duration::from_secs(30));
+            super::process::stop_pod(&sh2, &uid, grace).await;
+        } else {
+            tokio::time::sleep(delay).await;
+        }
         ops::finish_pod(&sh2, &ns, &name, &uid, orphan);
     });
 }

@@ -221,6 +221,14 @@ fn dispatch(
     let name = t.name.as_deref().unwrap_or("");
     let status_only = match t.sub.as_deref() {
         None => false,
+        Some("log") if t.res == resources::PODS && verb == "get" => {
+            let pod = ops::get(sh, t.res, ns, name)?;
+            let log = super::process::log_text(sh, &pod, param(q, "container"));
+            return Ok(Response::builder()
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(Body::from(log))
+                .unwrap_or_default());
+        }
         Some("status") if RESOURCES[t.res].status => true,
         Some(_) => return Err(ApiError::no_route()),
     };
@@ -385,6 +393,13 @@ fn non_resource(sh: &Arc<Shared>, method: &Method, segs: &[&str], headers: &Head
             json_response(200, &resources::resource_list("storage.k8s.io"))
         }
         ["version"] => json_response(200, &resources::version()),
+        ["metrics"] => Response::builder()
+            .header(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )
+            .body(Body::from(super::metrics::render(sh)))
+            .unwrap_or_default(),
         ["openapi", "v2"] => openapi(headers),
         ["healthz" | "readyz" | "livez"] => Response::builder()
             .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")

@@ -18,27 +18,27 @@ pub(crate) const NODE: &str = "sim-node";
 const HOST_IP: &str = "192.168.49.2";
 
 #[derive(Debug, Clone)]
-struct PodRef {
-    ns: String,
-    name: String,
-    uid: String,
+pub(crate) struct PodRef {
+    pub(crate) ns: String,
+    pub(crate) name: String,
+    pub(crate) uid: String,
 }
 
 /// Per-container state the kubelet reports.
 #[derive(Debug, Clone)]
-struct Ctr {
-    name: String,
-    image: String,
-    state: Value,
-    last: Value,
-    ready: bool,
-    started: bool,
-    restarts: i64,
-    id: String,
+pub(crate) struct Ctr {
+    pub(crate) name: String,
+    pub(crate) image: String,
+    pub(crate) state: Value,
+    pub(crate) last: Value,
+    pub(crate) ready: bool,
+    pub(crate) started: bool,
+    pub(crate) restarts: i64,
+    pub(crate) id: String,
 }
 
 impl Ctr {
-    fn waiting(&mut self, reason: &str, message: Option<&str>) {
+    pub(crate) fn waiting(&mut self, reason: &str, message: Option<&str>) {
         let mut w = json!({"reason": reason});
         if let Some(m) = message {
             w["message"] = json!(m);
@@ -48,7 +48,7 @@ impl Ctr {
         self.started = false;
     }
 
-    fn running(&mut self) {
+    pub(crate) fn running(&mut self) {
         self.id = format!("containerd://{}", status::hex(64));
         self.state = json!({"running": {"startedAt": status::now()}});
         self.ready = true;
@@ -126,7 +126,7 @@ fn is_terminal(pod: &Value) -> bool {
 }
 
 /// The pod if it is still this one, not terminating and not finished.
-fn current(sh: &Shared, p: &PodRef) -> Option<Arc<Value>> {
+pub(crate) fn current(sh: &Shared, p: &PodRef) -> Option<Arc<Value>> {
     let store = sh.lock();
     let pod = store.get(PODS, &p.ns, &p.name)?;
     (meta_str(pod, "uid") == p.uid
@@ -150,7 +150,7 @@ fn write(sh: &Shared, p: &PodRef, f: impl FnOnce(&mut Value)) -> Option<Arc<Valu
     Some(store.put(PODS, pod))
 }
 
-fn write_status(
+pub(crate) fn write_status(
     sh: &Shared,
     p: &PodRef,
     phase: &str,
@@ -299,7 +299,8 @@ fn missing_env_secret(sh: &Shared, ns: &str, c: &Value) -> Option<String> {
 
 fn next_ip(sh: &Shared) -> String {
     let n = sh.next_ip.fetch_add(1, Ordering::Relaxed);
-    let base = if sh.opts().loopback_pod_ips {
+    let opts = sh.opts();
+    let base = if opts.loopback_pod_ips || !opts.process_images.is_empty() {
         0x7ff4_0002u32
     } else {
         0x0af4_0002u32
@@ -517,6 +518,9 @@ async fn run_pod(sh: &Arc<Shared>, p: &PodRef) -> Option<()> {
         );
     }
     tokio::time::sleep(opts.ready_delay.saturating_sub(t0.elapsed())).await;
+    if let Some(plan) = super::process::plan(sh, &specs) {
+        return super::process::run(sh, p, &mut ctrs, &specs, plan, &ip).await;
+    }
     for c in &mut ctrs {
         c.running();
         // A container that exits at once is never seen ready.
@@ -601,6 +605,13 @@ async fn crash_loop(
 }
 
 /// An event of the kubelet about one container (`fp` is its field path) of the pod.
-fn container_event(sh: &Shared, pod: &Value, kind: &str, reason: &str, message: &str, fp: &str) {
+pub(crate) fn container_event(
+    sh: &Shared,
+    pod: &Value,
+    kind: &str,
+    reason: &str,
+    message: &str,
+    fp: &str,
+) {
     emit_event(sh, pod, kind, reason, message, "kubelet", Some(fp));
 }

@@ -26,6 +26,26 @@
 //!   unschedulable pods, crash loops, container exits, evictions, quota, dropped watches,
 //!   history compaction, latency.
 //! - [`Counters`]: requests by verb and by (verb, resource, namespace), open watches.
+//! - Process pods (opt-in, [`SimOptions::process_images`]): containers of mapped images run
+//!   as local processes on their loopback pod IP, with their env, Secret files and volumes
+//!   as real directories; they are ready when their port answers and stopped on deletion.
+//! - `GET /metrics`: the pods as kube-state-metrics (`kube_pod_info`, `kube_pod_created`,
+//!   `kube_pod_start_time`, `kube_pod_completion_time`, `kube_pod_deletion_timestamp`,
+//!   `kube_pod_status_phase`, `kube_pod_status_ready`, `kube_pod_container_info`,
+//!   `kube_pod_container_status_restarts_total`, `kube_pod_container_resource_requests`
+//!   and `_limits`, `kube_pod_annotations`, `kube_pod_labels`; labels `namespace`, `pod`,
+//!   `uid` first) and cAdvisor (`container_cpu_usage_seconds_total`,
+//!   `container_memory_working_set_bytes`, `container_memory_usage_bytes`,
+//!   `container_memory_max_usage_bytes` per container (labels `container`, `id` = cgroup
+//!   path `/kubepods/<qos>/pod<uid>/<id>`, `image`, `name`, `namespace`, `pod`) and for the
+//!   pod cgroup (no `container`), `container_network_{receive,transmit}_bytes_total` for
+//!   the pod cgroup with `interface="eth0"`) report them, in the Prometheus text format.
+//!   Process containers report the CPU seconds (utime + stime + cutime + cstime of their
+//!   process group in `/proc`, over `AT_CLKTCK`) and resident memory (`VmRSS`) of their
+//!   processes and no network traffic; simulated ones 10 % of their CPU request (0.01 core
+//!   without one) while running, half their memory request (64 MiB without one), and
+//!   1 KiB/s received, 512 B/s sent. Removed pods' cAdvisor series linger
+//!   ([`SimOptions::metrics_linger`]).
 //!
 //! ```no_run
 //! use egi_test_harness::kubesim::{KubeSim, SimOptions};
@@ -47,19 +67,23 @@ mod events;
 mod faults;
 mod http;
 mod kubelet;
+mod metrics;
 mod ops;
 mod patch;
 mod pod_end;
+mod process;
+mod procfs;
 mod resources;
 mod selectors;
 mod status;
 mod store;
 mod table;
 mod validation;
+mod volumes;
 mod watch;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -70,7 +94,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use counters::{Counters, PodTimes, RequestCount, WatchCount};
 pub use faults::{FaultRequest, Faults};
+pub use process::ProcessImage;
 pub use status::ApiError;
+pub use volumes::mount_env_name;
 
 use counters::CounterState;
 use faults::FaultState;
@@ -106,6 +132,51 @@ pub struct SimOptions {
     /// (`10.244.x.y`), so a test can serve a pod's address on this machine and a gateway
     /// under test can proxy to it (default off: cluster IPs are never to be contacted).
     pub loopback_pod_ips: bool,
+    /// Images whose containers run as local processes (default none: every container is
+    /// simulated). The first [`ProcessImage`] whose `image` a container's image contains
+    /// gives its command line; see [`ProcessImage`] for the placeholders. Any mapping implies
+    /// [`SimOptions::loopback_pod_ips`]. For such a container the kubelet, when it would
+    /// start it:
+    /// - materialises the pod's volumes as directories under [`SimOptions::process_root`]
+    ///   (`persistentVolumeClaim`: `claims/<namespace>/<claim>/`, kept across pods;
+    ///   `secret`/`configMap`: written like the kubelet's atomic writer (a `..data` symlink
+    ///   swapped by rename) and rewritten within about 200 ms of a change of the object;
+    ///   `emptyDir` and others: `pods/<namespace>/<pod>-<uid>/volumes/<volume>/`);
+    /// - starts the command in its own process group with this process's environment plus
+    ///   the container's `envFrom` and `env` (`value` with `$(VAR)` expanded,
+    ///   `secretKeyRef`/`configMapKeyRef` read at start, `fieldRef` for metadata.name,
+    ///   namespace, uid, labels/annotations, spec.nodeName, status.podIP/hostIP), then
+    ///   `KUBESIM_MOUNT_<PATH>` per volumeMount (see [`mount_env_name`]) = its real directory,
+    ///   `KUBESIM_POD_IP`, `KUBESIM_POD_NAME`, `KUBESIM_NAMESPACE`, `KUBESIM_POD_DIR`, and
+    ///   `HOME` = the real directory of the mount at the home path (the container's `HOME`
+    ///   value, else `/home/jovyan`; else the mount at its `workingDir`; else the pod's
+    ///   directory), which is also the working directory. Env values and arguments that
+    ///   start with a mount path are rewritten to its real directory;
+    /// - sends stdout and stderr to `pods/<namespace>/<pod>-<uid>/<container>.log`, also
+    ///   served by `GET .../pods/{name}/log?container=...`;
+    /// - reports the container waiting (pod Pending) until its port (first `containerPort`,
+    ///   else `PORT`; none: at once) accepts TCP connections on the pod IP, then running
+    ///   and ready; an exit is reported as `terminated` with its exit code (128 + signal),
+    ///   restarted after [`SimOptions::backoff`] in `CrashLoopBackOff` with a `BackOff`
+    ///   event under restartPolicy Always/OnFailure, else the pod goes Failed/Succeeded;
+    /// - on pod deletion SIGTERMs the process group, SIGKILLs it after the grace period, and
+    ///   removes the pod only then; a removed pod's group is stopped the same way, and every
+    ///   group at [`KubeSim::shutdown`] or drop (SIGKILL after 3 s).
+    pub process_images: Vec<ProcessImage>,
+    /// Where process pods' directories go (default `None`: a temporary directory removed
+    /// with the simulator).
+    pub process_root: Option<PathBuf>,
+    /// How long the cAdvisor series of a removed pod stay on `/metrics` (default 60 s); they
+    /// are served at least once after the removal however short this is. kube-state-metrics
+    /// series go with the pod object, as in kube-state-metrics.
+    pub metrics_linger: Duration,
+    /// Pod annotations exported by `kube_pod_annotations` as `annotation_<key sanitized>`
+    /// (kube-state-metrics' `--metric-annotations-allowlist`; `"*"`: all). Default: the
+    /// three egi-accounting reads, `hub.jupyter.org/username`, `egi.eu/primary_group` and
+    /// `egi.eu/flavor`.
+    pub metrics_annotations: Vec<String>,
+    /// Pod labels exported by `kube_pod_labels` as `label_<key sanitized>` (default `"*"`).
+    pub metrics_labels: Vec<String>,
 }
 
 impl Default for SimOptions {
@@ -121,6 +192,17 @@ impl Default for SimOptions {
             watch_buffer: 10_000,
             latency: Duration::ZERO,
             loopback_pod_ips: false,
+            process_images: Vec::new(),
+            process_root: None,
+            metrics_linger: Duration::from_secs(60),
+            metrics_annotations: [
+                "hub.jupyter.org/username",
+                "egi.eu/primary_group",
+                "egi.eu/flavor",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            metrics_labels: vec!["*".to_owned()],
         }
     }
 }
@@ -140,6 +222,13 @@ pub(crate) struct Shared {
     rt: tokio::runtime::Handle,
     next_ip: AtomicU32,
     addr: SocketAddr,
+    /// Process pods (see [`SimOptions::process_images`]).
+    procs: Mutex<process::ProcTable>,
+    /// Their root directory, when process pods are on.
+    process_root: Option<PathBuf>,
+    /// The temporary directory behind `process_root`, if the simulator made it.
+    _process_tmp: Option<tempfile::TempDir>,
+    metrics: Mutex<metrics::MetricsState>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -222,6 +311,18 @@ impl KubeSim {
         let addr = listener.local_addr()?;
         let mut store = Store::new(opts.history_limit, opts.watch_buffer);
         seed(&mut store);
+        let (process_root, process_tmp) = match (&opts.process_root, opts.process_images.is_empty())
+        {
+            (_, true) => (None, None),
+            (Some(root), false) => {
+                std::fs::create_dir_all(root)?;
+                (Some(root.clone()), None)
+            }
+            (None, false) => {
+                let tmp = tempfile::Builder::new().prefix("kubesim-").tempdir()?;
+                (Some(tmp.path().to_owned()), Some(tmp))
+            }
+        };
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
             faults: Mutex::new(FaultState {
@@ -236,6 +337,10 @@ impl KubeSim {
             rt: tokio::runtime::Handle::current(),
             next_ip: AtomicU32::new(0),
             addr,
+            procs: Mutex::new(process::ProcTable::default()),
+            process_root,
+            _process_tmp: process_tmp,
+            metrics: Mutex::new(metrics::MetricsState::default()),
         });
         let server = http::serve(shared.clone(), listener);
         Ok(KubeSim {
@@ -380,9 +485,63 @@ impl KubeSim {
         self.shared.lock().rv
     }
 
-    /// Stops everything and waits (at most 5 s) for the server task to end.
+    /// The root of process pods' directories (`None` without [`SimOptions::process_images`]).
+    pub fn process_root(&self) -> Option<&Path> {
+        self.shared.process_root.as_deref()
+    }
+
+    /// The directory of the process pod `ns/name` (its latest incarnation), if it started.
+    pub fn pod_dir(&self, ns: &str, name: &str) -> Option<PathBuf> {
+        let procs = lock(&self.shared.procs);
+        self.pod_uid(ns, name)
+            .and_then(|uid| procs.pods.get(&uid))
+            .map(|p| p.dir.clone())
+            .or_else(|| {
+                procs
+                    .pods
+                    .values()
+                    .find(|p| p.ns == ns && p.name == name)
+                    .map(|p| p.dir.clone())
+            })
+    }
+
+    /// The directory behind claim `ns/claim` for process pods (whether it exists or not).
+    pub fn claim_dir(&self, ns: &str, claim: &str) -> Option<PathBuf> {
+        Some(self.process_root()?.join("claims").join(ns).join(claim))
+    }
+
+    /// The PIDs (= process group IDs) of every process started for the pod `ns/name` (its
+    /// current incarnation), in start order, whether still alive or not.
+    pub fn pod_pids(&self, ns: &str, name: &str) -> Vec<u32> {
+        let Some(uid) = self.pod_uid(ns, name) else {
+            return Vec::new();
+        };
+        lock(&self.shared.procs)
+            .pods
+            .get(&uid)
+            .map(|p| p.pids.clone())
+            .unwrap_or_default()
+    }
+
+    fn pod_uid(&self, ns: &str, name: &str) -> Option<String> {
+        let pod = self.object("pods", ns, name)?;
+        pod["metadata"]["uid"].as_str().map(str::to_owned)
+    }
+
+    /// The `/metrics` text (kube-state-metrics and cAdvisor series), as served.
+    pub fn metrics_text(&self) -> String {
+        metrics::render(&self.shared)
+    }
+
+    /// Stops everything and waits (at most 5 s) for the server task to end; process pods'
+    /// processes get SIGTERM, and SIGKILL after 3 s.
     pub async fn shutdown(mut self) {
         self.shared.cancel.cancel();
+        let sh = self.shared.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            process::stop_all_blocking(&sh, Duration::from_secs(3));
+        })
+        .await;
         if let Some(server) = self.server.take() {
             // Connections still busy after a few seconds are cut.
             let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
@@ -393,6 +552,7 @@ impl KubeSim {
 impl Drop for KubeSim {
     fn drop(&mut self) {
         self.shared.cancel.cancel();
+        process::stop_all_blocking(&self.shared, Duration::from_secs(3));
     }
 }
 
