@@ -1,14 +1,20 @@
 //! A standalone Kubernetes API simulator on loopback (see `egi_test_harness::kubesim`),
 //! for kubectl, the Python client, benchmarks and the example binaries. Prints
 //! `listening on http://127.0.0.1:PORT` on its first stdout line and runs until SIGTERM or
-//! SIGINT. Faults: `POST /simulator/faults`; counters: `GET /simulator/counters`.
+//! SIGINT. Faults: `POST /simulator/faults`; counters: `GET /simulator/counters`; metrics
+//! (kube-state-metrics and cAdvisor series): `GET /metrics`.
+//!
+//! Process pods: `--process 'notebook=python3 -m http.server {port} --bind {pod_ip}'` runs
+//! containers whose image contains `notebook` as `sh -c COMMAND` (placeholders expanded
+//! first; see `egi_test_harness::kubesim::ProcessImage`).
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Parser;
-use egi_test_harness::kubesim::{KubeSim, SimOptions};
+use egi_test_harness::kubesim::{KubeSim, ProcessImage, SimOptions};
 
 /// Kubernetes API simulator.
 #[derive(Debug, Parser)]
@@ -35,12 +41,47 @@ struct Args {
     /// Writes a kubeconfig for the simulator to this path.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
+    /// Pod IPs from 127.244.0.0/16 (implied by --process).
+    #[arg(long)]
+    loopback_pod_ips: bool,
+    /// `IMAGE=COMMAND`: containers whose image contains IMAGE run `sh -c COMMAND` as a local
+    /// process (repeatable; the first match wins).
+    #[arg(long = "process", value_name = "IMAGE=COMMAND")]
+    processes: Vec<String>,
+    /// Directory for process pods' files (default: a temporary directory).
+    #[arg(long)]
+    process_root: Option<PathBuf>,
+    /// Seconds the cAdvisor series of a removed pod stay on /metrics.
+    #[arg(long, default_value_t = 60)]
+    metrics_linger_secs: u64,
+    /// Pod annotations exported by kube_pod_annotations (comma-separated; `*`: all).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "hub.jupyter.org/username,egi.eu/primary_group,egi.eu/flavor"
+    )]
+    metrics_annotations: Vec<String>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let process_images = args
+        .processes
+        .iter()
+        .map(|p| {
+            let (image, command) = p
+                .split_once('=')
+                .with_context(|| format!("--process {p:?}: expected IMAGE=COMMAND"))?;
+            Ok(ProcessImage::new(image, ["sh", "-c", command]))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let opts = SimOptions {
+        loopback_pod_ips: args.loopback_pod_ips,
+        process_images,
+        process_root: args.process_root.clone(),
+        metrics_linger: Duration::from_secs(args.metrics_linger_secs),
+        metrics_annotations: args.metrics_annotations.clone(),
         ready_delay: Duration::from_millis(args.ready_delay_ms),
         schedule_delay: Duration::from_millis(args.schedule_delay_ms),
         terminate_delay: Duration::from_millis(args.terminate_delay_ms),
