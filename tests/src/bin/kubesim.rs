@@ -93,13 +93,15 @@ async fn main() -> anyhow::Result<()> {
     if let Some(path) = &args.kubeconfig {
         sim.write_kubeconfig(path)?;
     }
+    // Handlers first: a SIGTERM right after the first line must stop the simulator cleanly.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let ctrl_c = tokio::signal::ctrl_c();
     let mut out = std::io::stdout();
     writeln!(out, "listening on {}", sim.url())?;
     out.flush()?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+        _ = ctrl_c => {}
     }
     sim.shutdown().await;
     Ok(())
