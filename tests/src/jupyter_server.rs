@@ -222,7 +222,11 @@ fn wait_ready(child: &mut Child, port: u16, base_url: &str, log: &Path) -> Resul
 fn terminate(child: &mut Child) {
     if let Ok(None) = child.try_wait() {
         let _ = Command::new("sh")
-            .args(["-c", "kill -TERM \"$0\" 2>/dev/null", &child.id().to_string()])
+            .args([
+                "-c",
+                "kill -TERM \"$0\" 2>/dev/null",
+                &child.id().to_string(),
+            ])
             .stdin(Stdio::null())
             .status();
         let deadline = Instant::now() + STOP_GRACE;
