@@ -26,7 +26,9 @@ pub struct HttpOptions {
     pub timeout: Duration,
     /// Time allowed to connect (default 10 s).
     pub connect_timeout: Duration,
-    /// Extra trusted root certificates (a private CA in front of a test provider).
+    /// Extra trusted root certificates (a private CA in front of a test provider); with the
+    /// `rustls-tls` feature, since without a TLS backend there is nothing to trust them with.
+    #[cfg(feature = "rustls-tls")]
     pub root_certificates: Vec<reqwest::Certificate>,
 }
 
@@ -35,6 +37,7 @@ impl Default for HttpOptions {
         Self {
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            #[cfg(feature = "rustls-tls")]
             root_certificates: Vec::new(),
         }
     }
@@ -185,14 +188,16 @@ pub(crate) struct Transport {
 
 impl Transport {
     pub(crate) fn new(options: &HttpOptions) -> Result<Self> {
-        let mut builder = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(USER_AGENT)
             .timeout(options.timeout)
             .connect_timeout(options.connect_timeout);
-        for cert in &options.root_certificates {
-            builder = builder.add_root_certificate(cert.clone());
-        }
+        #[cfg(feature = "rustls-tls")]
+        let builder = options
+            .root_certificates
+            .iter()
+            .fold(builder, |b, cert| b.add_root_certificate(cert.clone()));
         let client = builder
             .build()
             .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;

@@ -11,6 +11,7 @@ mod checkin_flows;
 mod checkin_fresh;
 mod checkin_refresh;
 mod checkin_support;
+mod end_to_end;
 mod helpers;
 mod monitoring;
 mod monitoring_examples;

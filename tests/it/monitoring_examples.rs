@@ -29,6 +29,8 @@ pub(crate) fn example_bin(name: &str) -> PathBuf {
                 "monitor",
                 "--bin",
                 "probe",
+                "--bin",
+                "gateway",
             ])
             .arg("--target-dir")
             .arg(target_dir)

@@ -426,7 +426,15 @@ impl Servers {
         hub.service_url = format!("http://0.0.0.0:{}{prefix}", self.hub.port);
         hub.oauth_callback_url = format!("{prefix}oauth_callback");
         hub.service_prefix = prefix;
-        hub.public_url.clone_from(&self.hub.public_url);
+        // The server's own public URL, as JupyterHub sets it: the gateway's origin + prefix.
+        hub.public_url = match url::Url::parse(&self.hub.public_url) {
+            Ok(public) => format!(
+                "{}{}",
+                public.origin().ascii_serialization(),
+                hub.service_prefix
+            ),
+            Err(_) => String::new(),
+        };
         hub
     }
 
