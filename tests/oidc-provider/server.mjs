@@ -347,8 +347,16 @@ async function interaction(req, res) {
   const provider = server.provider;
   const details = await provider.interactionDetails(req, res);
   const { params, session, prompt } = details;
-  const accountId = session?.accountId ?? (params.login_hint && account(params.login_hint));
-  if (!accountId) return json(res, 400, { error: 'login_hint required' });
+  // A person in a browser (the README's local stack) types a login name; tests send login_hint.
+  const typed = new URL(req.url, 'http://127.0.0.1').searchParams.get('login');
+  const login = params.login_hint || typed;
+  const accountId = session?.accountId ?? (login && account(login));
+  if (!accountId) {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    return res.end('<!doctype html><title>Test Check-in</title><h1>Test Check-in</h1>'
+      + '<p>Any name logs in; <code>outsider</code> is in no VO, everyone else is in vo.notebooks.egi.eu.</p>'
+      + '<form method="get"><label>Login name <input name="login" autofocus></label> <button>Log in</button></form>');
+  }
   const grant = details.grantId
     ? await provider.Grant.find(details.grantId)
     : new provider.Grant({ accountId, clientId: params.client_id });
