@@ -177,7 +177,7 @@ async fn run(args: Args) -> Result<(), Failure> {
     for user in gateway.servers.users() {
         for server in user.servers.values() {
             if let Some(updates) = gateway.tokens.updates(&user.user.name).await {
-                server.follow(updates, gateway.metrics.clone());
+                server.follow(updates, gateway.metrics.clone(), None);
             }
         }
     }

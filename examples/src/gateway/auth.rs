@@ -187,7 +187,7 @@ pub async fn callback(State(gw): State<Arc<Gateway>>, headers: HeaderMap, uri: U
     if let Some(user) = gw.servers.user(&name) {
         for server in user.servers.values() {
             if let Some(updates) = gw.tokens.updates(&name).await {
-                server.follow(updates, gw.metrics.clone());
+                server.follow(updates, gw.metrics.clone(), None);
             }
         }
     }

@@ -102,7 +102,8 @@ impl Caller {
 }
 
 impl Gateway {
-    /// A gateway from its parts (the binary and the tests build them).
+    /// A gateway from its parts (the binary and the tests build them). Must be called inside
+    /// a Tokio runtime: it starts the task that saves the state file.
     pub fn new(
         config: GatewayConfig,
         checkin: CheckinClient,
@@ -135,6 +136,8 @@ impl Gateway {
             state::StateFile::new(&config.state_file),
             metrics.clone(),
         ));
+        // Ends when the gateway (and so `servers`) is dropped.
+        drop(servers.spawn_saver());
         Arc::new(Gateway {
             services: config.services(),
             proxy: proxy::Proxy::new(proxy::ProxyOptions::default()),

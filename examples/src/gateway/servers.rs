@@ -119,8 +119,25 @@ impl Server {
 
     /// Writes every token of `updates` into the running server (replacing an earlier
     /// follower).
-    pub fn follow(&self, updates: TokenUpdates, metrics: Arc<Metrics>) {
+    /// `written` is what the server already holds (the tokens its start wrote): a first update
+    /// equal to it is skipped, saving one API write per server.
+    pub fn follow(
+        &self,
+        updates: TokenUpdates,
+        metrics: Arc<Metrics>,
+        written: Option<UserTokens>,
+    ) {
         let spawner = self.spawner.clone();
+        let mut written = written;
+        let updates = updates.filter(move |update| {
+            let same = match (written.take(), update) {
+                (Some(w), Some(u)) => {
+                    w.access_token.expose_secret() == u.access_token.expose_secret()
+                }
+                _ => false,
+            };
+            std::future::ready(!same)
+        });
         let counted = updates.inspect(move |_| metrics.token_pushes.inc()).boxed();
         let handle = egi_spawner::follow_tokens(spawner, counted);
         if let Some(old) = lock(&self.follower).replace(handle) {
@@ -176,7 +193,9 @@ pub enum ServerError {
 pub struct Servers {
     cluster: KubeCluster,
     hub: HubSettings,
-    state: StateFile,
+    state: Arc<StateFile>,
+    /// Set by every change; the saver writes the file off the request path, coalescing bursts.
+    dirty: Arc<tokio::sync::Notify>,
     users: Mutex<BTreeMap<String, UserEntry>>,
     metrics: Arc<Metrics>,
 }
@@ -200,7 +219,8 @@ impl Servers {
         Servers {
             cluster,
             hub,
-            state,
+            state: Arc::new(state),
+            dirty: Arc::new(tokio::sync::Notify::new()),
             users: Mutex::new(BTreeMap::new()),
             metrics,
         }
@@ -379,6 +399,7 @@ impl Servers {
         };
         let this = Arc::clone(self);
         tokio::spawn(async move {
+            let written = first.clone();
             let request = StartRequest {
                 hub,
                 user_options,
@@ -389,7 +410,7 @@ impl Servers {
                     Ok(upstream) => {
                         *lock(&record.upstream) = Some((url, upstream));
                         if let Some(updates) = updates {
-                            record.follow(updates, this.metrics.clone());
+                            record.follow(updates, this.metrics.clone(), written);
                         }
                         record.phase.send_replace(Phase::Running);
                         this.metrics.spawns_ok.inc();
@@ -496,8 +517,42 @@ impl Servers {
         Some(stream)
     }
 
-    /// Writes the state file (errors are logged: the gateway keeps serving).
+    /// Asks the saver to write the state file soon ([`Servers::spawn_saver`]).
     fn save(&self) {
+        self.dirty.notify_one();
+    }
+
+    /// Starts the task that writes the state file after changes: at most every 100 ms, on a
+    /// blocking thread, with the newest state (a burst of 1,000 spawns costs a few writes, not
+    /// 1,000 rewrites of the whole file in the request path). It ends with the `Servers`.
+    pub fn spawn_saver(self: &Arc<Self>) -> JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        let dirty = self.dirty.clone();
+        tokio::spawn(async move {
+            loop {
+                dirty.notified().await;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                let Some(this) = weak.upgrade() else { return };
+                let saved = this.snapshot();
+                let state = this.state.clone();
+                drop(this);
+                let written = tokio::task::spawn_blocking(move || state.save(&saved)).await;
+                if let Ok(Err(error)) = written {
+                    tracing::error!(%error, "state not saved");
+                }
+            }
+        })
+    }
+
+    /// Writes the state file now (at shutdown).
+    pub fn flush(&self) {
+        if let Err(error) = self.state.save(&self.snapshot()) {
+            tracing::error!(path = %self.state.path().display(), %error, "state not saved");
+        }
+    }
+
+    /// What the state file holds.
+    fn snapshot(&self) -> Saved {
         let users = lock(&self.users);
         let mut saved = Saved::default();
         for (name, entry) in users.iter() {
@@ -537,9 +592,7 @@ impl Servers {
             );
         }
         drop(users);
-        if let Err(error) = self.state.save(&saved) {
-            tracing::error!(path = %self.state.path().display(), %error, "state not saved");
-        }
+        saved
     }
 
     /// Stops following tokens (at shutdown; servers keep running and are adopted later).
@@ -547,7 +600,7 @@ impl Servers {
         for s in lock(&self.users).values().flat_map(|u| u.servers.values()) {
             s.stop_following();
         }
-        self.save();
+        self.flush();
     }
 }
 
