@@ -5,6 +5,7 @@
 mod helpers;
 mod kubectl;
 mod kubelet;
+mod lags;
 mod processes;
 mod protocol;
 mod python;

@@ -20,6 +20,9 @@ pub(crate) fn on_created(sh: &Arc<Shared>, res: usize, obj: &Arc<Value>) {
         PVCS if obj["status"]["phase"] != "Bound" => bind_later(sh, obj),
         _ => {}
     }
+    if res == PVCS {
+        sh.faults().claim_created(obj);
+    }
     if res == SECRETS || res == PVCS {
         sh.changed.notify_waiters();
     }
@@ -91,21 +94,92 @@ pub(crate) fn on_deleted(sh: &Arc<Shared>, obj: &Value, orphan: bool) {
     if orphan {
         return;
     }
+    // The garbage collector runs asynchronously and acts on what it observed: it notes the
+    // dependents of the deleted owner as they are now (UID and owners), and after
+    // `gc_delay` deletes each one whose observed owners are all gone, with a UID
+    // precondition only. A dependent replaced in place meanwhile (PUT keeps the UID, even
+    // with new owner references) is deleted all the same: the race a real collector has
+    // between its GET and its DELETE, which lost token Secrets on a real cluster.
     let uid = meta_str(obj, "uid").to_owned();
+    let observed: Vec<Observed> = {
+        let store = sh.lock();
+        store
+            .dependents_of(&uid)
+            .into_iter()
+            .filter_map(|d| {
+                let o = store.get(d.res, &d.ns, &d.name)?;
+                Some(Observed {
+                    res: d.res,
+                    ns: d.ns.clone(),
+                    name: d.name.clone(),
+                    uid: meta_str(o, "uid").to_owned(),
+                    owners: owner_uids(o),
+                })
+            })
+            .collect()
+    };
+    if observed.is_empty() {
+        return;
+    }
     let sh2 = sh.clone();
+    let delay = sh.opts().gc_delay;
     sh.spawn(async move {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        let dependents = sh2.lock().dependents_of(&uid);
-        for d in dependents {
-            let uid = sh2
-                .lock()
-                .get(d.res, &d.ns, &d.name)
-                .map(|o| meta_str(o, "uid").to_owned());
-            if let Some(uid) = uid {
-                collect_if_orphaned(&sh2, d.res, &d.ns, &d.name, &uid);
-            }
+        tokio::time::sleep(delay).await;
+        for d in observed {
+            collect_observed(&sh2, &d);
         }
     });
+}
+
+/// A dependent as the collector saw it when its owner went.
+struct Observed {
+    res: usize,
+    ns: String,
+    name: String,
+    uid: String,
+    owners: Vec<String>,
+}
+
+fn owner_uids(obj: &Value) -> Vec<String> {
+    obj["metadata"]["ownerReferences"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|o| o["uid"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The collector's GET and DELETE of an observed dependent (counted as requests when
+/// [`super::SimOptions::count_controllers`] is on): deleted when every owner it had when
+/// observed is gone, whatever it says now.
+fn collect_observed(sh: &Arc<Shared>, d: &Observed) {
+    let counted = sh.opts().count_controllers;
+    let plural = RESOURCES[d.res].plural;
+    if counted {
+        sh.counters().request("get", plural, &d.ns);
+    }
+    let orphaned = {
+        let store = sh.lock();
+        let Some(obj) = store.get(d.res, &d.ns, &d.name) else {
+            return;
+        };
+        if meta_str(obj, "uid") != d.uid || obj["metadata"]["deletionTimestamp"].is_string() {
+            return;
+        }
+        !d.owners.is_empty() && d.owners.iter().all(|o| !store.uid_exists(o))
+    };
+    if orphaned {
+        if counted {
+            sh.counters().request("delete", plural, &d.ns);
+        }
+        let opts = DeleteOpts {
+            uid: Some(d.uid.clone()),
+            ..DeleteOpts::default()
+        };
+        let _ = ops::delete(sh, d.res, &d.ns, &d.name, &opts);
+    }
 }
 
 /// Deletes the object if none of its owners exists any more.
@@ -118,10 +192,7 @@ fn collect_if_orphaned(sh: &Arc<Shared>, res: usize, ns: &str, name: &str, uid: 
         if meta_str(obj, "uid") != uid || obj["metadata"]["deletionTimestamp"].is_string() {
             return;
         }
-        let owners: Vec<&str> = obj["metadata"]["ownerReferences"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|o| o["uid"].as_str()).collect())
-            .unwrap_or_default();
+        let owners = owner_uids(obj);
         !owners.is_empty() && owners.iter().all(|o| !store.uid_exists(o))
     };
     if orphaned {

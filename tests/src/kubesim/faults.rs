@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -22,6 +22,10 @@ pub(crate) struct FaultState {
     pub(crate) quota: Vec<(String, String)>,
     pub(crate) latency: Duration,
     pub(crate) verb_latency: HashMap<String, Duration>,
+    /// Until when the API server is down (a restart): requests answer 503.
+    pub(crate) down_until: Option<Instant>,
+    /// When each claim (`namespace/name`) was created, for the scheduler's lag.
+    pub(crate) claims_created: HashMap<String, Instant>,
 }
 
 impl FaultState {
@@ -37,6 +41,42 @@ impl FaultState {
         self.unschedulable
             .iter()
             .any(|(n, p)| n == ns && name.starts_with(p.as_str()))
+    }
+
+    /// Whether the API server is down (restarting) now.
+    pub(crate) fn api_down(&mut self) -> bool {
+        match self.down_until {
+            Some(until) if Instant::now() < until => true,
+            Some(_) => {
+                self.down_until = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Notes a new claim for the scheduler's lag.
+    pub(crate) fn claim_created(&mut self, claim: &Value) {
+        let key = format!(
+            "{}/{}",
+            claim["metadata"]["namespace"].as_str().unwrap_or(""),
+            claim["metadata"]["name"].as_str().unwrap_or("")
+        );
+        // Bounded: entries older than a minute say nothing about the lag any more.
+        if self.claims_created.len() > 4096 {
+            self.claims_created
+                .retain(|_, at| at.elapsed() < Duration::from_secs(60));
+        }
+        self.claims_created.insert(key, Instant::now());
+    }
+
+    /// Whether the scheduler has not seen claim `ns/name` yet.
+    pub(crate) fn claim_unseen(&self, ns: &str, name: &str, lag: Duration) -> bool {
+        !lag.is_zero()
+            && self
+                .claims_created
+                .get(&format!("{ns}/{name}"))
+                .is_some_and(|at| at.elapsed() < lag)
     }
 
     pub(crate) fn latency(&self, verb: &str) -> Duration {
@@ -159,6 +199,17 @@ impl Faults {
         self.shared.drops.send_modify(|n| *n += 1);
     }
 
+    /// Restarts the API server: every open watch ends, the change history is lost (a watch
+    /// resumed from any earlier version gets 410 Expired, as from a new server's empty watch
+    /// cache), and for `down` every request answers 503 ServiceUnavailable. Controllers and
+    /// the kubelet go on meanwhile (they run on their own), so pods can turn Running while
+    /// clients cannot see it.
+    pub fn restart_api(&self, down: Duration) {
+        self.shared.faults().down_until = Some(Instant::now() + down);
+        self.shared.lock().restart();
+        self.drop_watches();
+    }
+
     /// Forgets the change history: resuming a watch from any earlier version gets 410.
     pub fn compact_history(&self) {
         self.shared.lock().compact();
@@ -188,10 +239,15 @@ impl Faults {
         lock(&self.shared.opts).schedule_delay = delay;
     }
 
-    /// Clears every standing fault (pull, crash loop, unschedulable, quota, latency).
+    /// Clears every standing fault (pull, crash loop, unschedulable, quota, latency, a
+    /// restart's downtime).
     pub fn clear_all(&self) {
         let mut f = self.shared.faults();
-        *f = FaultState::default();
+        let claims = std::mem::take(&mut f.claims_created);
+        *f = FaultState {
+            claims_created: claims,
+            ..FaultState::default()
+        };
     }
 }
 
@@ -256,6 +312,12 @@ pub enum FaultRequest {
     },
     /// [`Faults::compact_history`].
     CompactHistory,
+    /// [`Faults::restart_api`].
+    RestartApi {
+        /// How long requests answer 503, in milliseconds.
+        #[serde(default)]
+        down_ms: u64,
+    },
     /// [`Faults::set_latency`] (and [`Faults::set_verb_latency`] with `verb`).
     Latency {
         /// Milliseconds.
@@ -309,6 +371,7 @@ impl FaultRequest {
                 faults.drop_watches();
             }
             Self::CompactHistory => faults.compact_history(),
+            Self::RestartApi { down_ms } => faults.restart_api(Duration::from_millis(*down_ms)),
             Self::Latency { ms, verb: None } => faults.set_latency(Duration::from_millis(*ms)),
             Self::Latency { ms, verb: Some(v) } => {
                 faults.set_verb_latency(v, Duration::from_millis(*ms))

@@ -113,6 +113,10 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     if let Some(admin) = path.strip_prefix("/simulator") {
         return admin_api(&sh, &method, admin, &body);
     }
+    if sh.faults().api_down() {
+        // Restarting (Faults::restart_api): what clients see of a server behind a proxy.
+        return error(&ApiError::unavailable());
+    }
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let (group, rest, mut watch_path) = match segs.as_slice() {
         ["api", "v1", rest @ ..] if !rest.is_empty() => ("", rest, false),

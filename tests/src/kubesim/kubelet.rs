@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::Shared;
 use super::events::emit_event;
-use super::resources::{PODS, PVCS, SECRETS};
+use super::resources::{PODS, SECRETS};
 use super::status;
 use super::store::meta_str;
 
@@ -136,7 +136,7 @@ pub(crate) fn current(sh: &Shared, p: &PodRef) -> Option<Arc<Value>> {
 }
 
 /// Changes the pod (as the kubelet, bypassing API validation) if it is still live.
-fn write(sh: &Shared, p: &PodRef, f: impl FnOnce(&mut Value)) -> Option<Arc<Value>> {
+pub(crate) fn write(sh: &Shared, p: &PodRef, f: impl FnOnce(&mut Value)) -> Option<Arc<Value>> {
     let mut store = sh.lock();
     let pod = store.get(PODS, &p.ns, &p.name)?;
     if meta_str(pod, "uid") != p.uid
@@ -217,7 +217,7 @@ pub(crate) fn start_pod(sh: &Arc<Shared>, pod: &Value) {
 }
 
 /// Waits for a Secret or PVC change, or `d`.
-async fn wait_change(
+pub(crate) async fn wait_change(
     notified: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
     d: Duration,
 ) {
@@ -225,27 +225,6 @@ async fn wait_change(
         () = notified => {}
         () = tokio::time::sleep(d) => {}
     }
-}
-
-fn pvc_problem(sh: &Shared, pod: &Value) -> Option<String> {
-    let ns = meta_str(pod, "namespace");
-    let store = sh.lock();
-    for v in pod["spec"]["volumes"].as_array().into_iter().flatten() {
-        if let Some(claim) = v["persistentVolumeClaim"]["claimName"].as_str() {
-            match store.get(PVCS, ns, claim) {
-                None => {
-                    return Some(format!(
-                        "0/1 nodes are available: persistentvolumeclaim \"{claim}\" not found. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
-                    ));
-                }
-                Some(c) if c["status"]["phase"] != "Bound" => {
-                    return Some("0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.".to_owned());
-                }
-                Some(_) => {}
-            }
-        }
-    }
-    None
 }
 
 /// (volume, secret) of the first secret volume whose Secret is missing.
@@ -309,63 +288,12 @@ fn next_ip(sh: &Shared) -> String {
     std::net::Ipv4Addr::from(n).to_string()
 }
 
-/// Scheduling: unschedulable faults and unbound PVCs hold the pod back.
-async fn schedule(sh: &Shared, p: &PodRef, backoff: Duration) -> Option<()> {
-    loop {
-        let notified = sh.changed.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let pod = current(sh, p)?;
-        let problem = if sh.faults().unschedulable(&p.ns, &p.name) {
-            Some("0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.".to_owned())
-        } else {
-            pvc_problem(sh, &pod)
-        };
-        let Some(msg) = problem else { break };
-        write(sh, p, |pod| {
-            set_conditions(
-                pod,
-                vec![condition(
-                    "PodScheduled",
-                    false,
-                    Some("Unschedulable"),
-                    Some(&msg),
-                )],
-            )
-        })?;
-        emit_event(
-            sh,
-            &pod,
-            "Warning",
-            "FailedScheduling",
-            &msg,
-            "default-scheduler",
-            None,
-        );
-        wait_change(notified, backoff).await;
-    }
-    let pod = write(sh, p, |pod| {
-        pod["spec"]["nodeName"] = json!(NODE);
-        set_conditions(pod, vec![condition("PodScheduled", true, None, None)]);
-    })?;
-    emit_event(
-        sh,
-        &pod,
-        "Normal",
-        "Scheduled",
-        &format!("Successfully assigned {}/{} to {NODE}", p.ns, p.name),
-        "default-scheduler",
-        None,
-    );
-    Some(())
-}
-
 async fn run_pod(sh: &Arc<Shared>, p: &PodRef) -> Option<()> {
     let opts = sh.opts();
     let t0 = Instant::now();
     let sched = opts.schedule_delay.min(opts.ready_delay);
     tokio::time::sleep(sched).await;
-    schedule(sh, p, opts.backoff).await?;
+    super::scheduler::schedule(sh, p, opts.backoff).await?;
     let pod = current(sh, p)?;
     let specs: Vec<Value> = pod["spec"]["containers"]
         .as_array()

@@ -24,7 +24,8 @@
 //!   owner-reference garbage collection, namespace deletion.
 //! - Faults ([`Faults`], or `POST /simulator/faults` for the binary): image pull errors,
 //!   unschedulable pods, crash loops, container exits, evictions, quota, dropped watches,
-//!   history compaction, latency.
+//!   history compaction, latency, API server restarts ([`Faults::restart_api`]: watches end,
+//!   history is lost, requests answer 503 for a while).
 //! - [`Counters`]: requests by verb and by (verb, resource, namespace), open watches.
 //! - Process pods (opt-in, [`SimOptions::process_images`]): containers of mapped images run
 //!   as local processes on their loopback pod IP, with their env, Secret files and volumes
@@ -74,6 +75,7 @@ mod pod_end;
 mod process;
 mod procfs;
 mod resources;
+mod scheduler;
 mod selectors;
 mod status;
 mod store;
@@ -116,6 +118,19 @@ pub struct SimOptions {
     pub terminate_delay: Duration,
     /// From PVC creation to Bound, and from expansion to the new capacity (default 20 ms).
     pub bind_delay: Duration,
+    /// How long the garbage collector takes to act on an owner's deletion (default 5 ms).
+    /// It acts on the dependents as it observed them when the owner went (see
+    /// [`Faults::restart_api`] for the other real-world lag): a dependent replaced in place
+    /// meanwhile is still deleted. A real collector runs 2-4 s behind a burst of deletions.
+    pub gc_delay: Duration,
+    /// Count the garbage collector's requests (its GET and DELETE of each dependent) in
+    /// [`Counters`], as a real API server counts every client (default off).
+    pub count_controllers: bool,
+    /// How long the scheduler takes to see a new claim (default none): a pod mounting a
+    /// claim younger than this is reported unschedulable with `persistentvolumeclaim "..."
+    /// not found`, then scheduled at its next retry, as a real scheduler whose informer
+    /// lags behind the API server does.
+    pub scheduler_lag: Duration,
     /// Retry period of failing steps: image pull back-off, crash loop back-off,
     /// unschedulable retries (default 1 s).
     pub backoff: Duration,
@@ -186,6 +201,9 @@ impl Default for SimOptions {
             schedule_delay: Duration::from_millis(20),
             terminate_delay: Duration::from_millis(100),
             bind_delay: Duration::from_millis(20),
+            gc_delay: Duration::from_millis(5),
+            count_controllers: false,
+            scheduler_lag: Duration::ZERO,
             backoff: Duration::from_secs(1),
             bookmark_interval: Duration::from_secs(1),
             history_limit: 10_000,

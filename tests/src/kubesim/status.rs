@@ -180,6 +180,16 @@ impl ApiError {
         }
     }
 
+    /// 503 while the server restarts.
+    pub(crate) fn unavailable() -> Self {
+        Self {
+            code: 503,
+            reason: "ServiceUnavailable",
+            message: "the apiserver is restarting".to_owned(),
+            details: None,
+        }
+    }
+
     /// 415 for a patch type that is not supported.
     pub(crate) fn unsupported_media(content_type: &str) -> Self {
         Self {

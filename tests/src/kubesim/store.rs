@@ -296,6 +296,14 @@ impl Store {
         }
     }
 
+    /// An API server restart: the history is lost and every version handed out before is
+    /// too old (the version moves on by one, as the new server's watch cache starts after
+    /// them), so resuming from any of them gets 410 while a fresh list works.
+    pub(crate) fn restart(&mut self) {
+        self.next_rv();
+        self.compact();
+    }
+
     /// Registers a watcher from `from` ("" or "0": current objects as ADDED).
     pub(crate) fn subscribe(
         &self,
