@@ -7,14 +7,13 @@
 //! functions in [`crate::record`].
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 
-/// A boxed, sendable future, so that [`MetricsSource`] stays object-safe.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// A boxed, sendable future, so that [`MetricsSource`] stays object-safe: `futures_util`'s,
+/// the one name the workspace uses for it.
+pub use futures_util::future::BoxFuture;
 
 /// A point in time, in milliseconds since the Unix epoch (Prometheus' own resolution).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
