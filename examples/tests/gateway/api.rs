@@ -148,3 +148,58 @@ async fn each_route_checks_the_tokens_scopes() -> anyhow::Result<()> {
     assert!(stack.gateway.metrics.api_denied.get() >= 9);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registered_service_and_the_probe_binary_work_through_the_gateway() -> anyhow::Result<()>
+{
+    // The monitor's status page, registered as JupyterHub service `status` with a `url`.
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let status_url = format!("http://{}/", upstream.local_addr()?);
+    let app = axum::Router::new().fallback(|req: axum::extract::Request| async move {
+        format!("status page at {}", req.uri())
+    });
+    let served = tokio::spawn(async move { axum::serve(upstream, app).await });
+    let stack = Stack::start(StackOptions {
+        extra_config: SPAWNER.to_owned(),
+        status_url: Some(status_url),
+        ..StackOptions::default()
+    })
+    .await?;
+    let r = reqwest::get(format!("{}services/status/?format=json", stack.url)).await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.text().await?,
+        "status page at /services/status/?format=json"
+    );
+    let r = reqwest::get(format!("{}services/nobody/", stack.url)).await?;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // The Nagios/ARGO check, run directly against the gateway as against a JupyterHub.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_probe"))
+        .args(["--hub", &stack.url, "--run", "spawn", "--user", "nagios"])
+        .env("JUPYTERHUB_API_TOKEN", ADMIN_TOKEN)
+        .env_remove("JUPYTERHUB_USER")
+        .output()
+        .await?;
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{line}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(line.starts_with("NOTEBOOKS OK"), "{line}");
+    let bad = tokio::process::Command::new(env!("CARGO_BIN_EXE_probe"))
+        .args(["--hub", &stack.url, "--run", "spawn"])
+        .env("JUPYTERHUB_API_TOKEN", "not-a-token")
+        .output()
+        .await?;
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&bad.stdout)
+    );
+    served.abort();
+    Ok(())
+}

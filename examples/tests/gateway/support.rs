@@ -32,6 +32,8 @@ pub(crate) struct StackOptions {
     pub(crate) rotate: bool,
     /// The base URL (`/` or `/jhub/`).
     pub(crate) base: &'static str,
+    /// Where the `status` service answers (`/services/status/` is proxied there).
+    pub(crate) status_url: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -41,6 +43,7 @@ impl Default for StackOptions {
             access_ttl: Duration::from_secs(60),
             rotate: false,
             base: "/",
+            status_url: None,
         }
     }
 }
@@ -60,7 +63,7 @@ pub(crate) struct Stack {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     listen: std::net::SocketAddr,
-    extra: String,
+    extra: Extra,
 }
 
 impl Stack {
@@ -84,15 +87,11 @@ impl Stack {
         })
         .await?;
         let dir = tempfile::tempdir()?;
-        let served = serve(
-            &provider,
-            &sim,
-            dir.path(),
-            &url,
-            listener,
-            &options.extra_config,
-        )
-        .await?;
+        let extra = Extra {
+            config: options.extra_config,
+            status_url: options.status_url,
+        };
+        let served = serve(&provider, &sim, dir.path(), &url, listener, &extra).await?;
         Ok(Stack {
             provider,
             sim: Some(sim),
@@ -102,7 +101,7 @@ impl Stack {
             shutdown: Some(served.shutdown),
             served: Some(served.task),
             listen,
-            extra: options.extra_config,
+            extra,
         })
     }
 
@@ -179,6 +178,12 @@ impl Drop for Stack {
     }
 }
 
+/// What a test adds to the configuration.
+struct Extra {
+    config: String,
+    status_url: Option<String>,
+}
+
 struct Served {
     gateway: Arc<Gateway>,
     shutdown: tokio::sync::oneshot::Sender<()>,
@@ -191,7 +196,7 @@ async fn serve(
     dir: &std::path::Path,
     url: &str,
     listener: tokio::net::TcpListener,
-    extra: &str,
+    extra: &Extra,
 ) -> Result<Served> {
     let config_path = dir.join("gateway.toml");
     let text = format!(
@@ -209,6 +214,7 @@ username_claims = ["preferred_username"]
 [[services]]
 name = "status"
 admin = true
+{status_url}
 
 [[services]]
 name = "lister"
@@ -220,6 +226,12 @@ scopes = ["list:users"]
         state = dir.join("state.json").display(),
         issuer = provider.issuer(),
         client = oidc::CLIENT_ID,
+        status_url = extra
+            .status_url
+            .as_ref()
+            .map(|u| format!("url = \"{u}\""))
+            .unwrap_or_default(),
+        extra = extra.config,
     );
     std::fs::write(&config_path, text)?;
     let config = GatewayConfig::load(&config_path, |k| match k {
