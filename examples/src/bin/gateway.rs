@@ -21,6 +21,7 @@ use egi_checkin::{
     TokenRegistry, TokenStore,
 };
 use egi_examples::gateway::config::GatewayConfig;
+use egi_examples::gateway::servers::with_sources;
 use egi_examples::gateway::tokens::Tokens;
 use egi_examples::gateway::{Gateway, routes};
 use egi_spawner::kube::{KubeCluster, RuntimeOptions};
@@ -99,26 +100,15 @@ enum Failure {
     Unavailable(String),
 }
 
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
-}
-
 async fn run(args: Args) -> Result<(), Failure> {
     let mut config = GatewayConfig::load(&args.config, |k| std::env::var(k).ok())
-        .map_err(|e| Failure::Config(chain(&e)))?;
+        .map_err(|e| Failure::Config(with_sources(&e)))?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
     let key = match &args.cookie_key {
         Some(encoded) => SealKey::from_base64(encoded)
-            .map_err(|e| Failure::Config(format!("GATEWAY_COOKIE_KEY: {}", chain(&e))))?,
+            .map_err(|e| Failure::Config(format!("GATEWAY_COOKIE_KEY: {}", with_sources(&e))))?,
         None => {
             tracing::warn!("no cookie key given: sessions and pending logins end at restart");
             SealKey::generate()
@@ -131,10 +121,10 @@ async fn run(args: Args) -> Result<(), Failure> {
                 .clone()
                 .unwrap_or_else(|| dir.join("key"));
             let file_key = FileStoreKey::load_or_create(&key_file)
-                .map_err(|e| Failure::Config(format!("token key: {}", chain(&e))))?;
+                .map_err(|e| Failure::Config(format!("token key: {}", with_sources(&e))))?;
             Arc::new(
                 EncryptedFileStore::new(dir, &file_key)
-                    .map_err(|e| Failure::Config(format!("token store: {}", chain(&e))))?,
+                    .map_err(|e| Failure::Config(format!("token store: {}", with_sources(&e))))?,
             )
         }
         None => Arc::new(MemoryStore::new()),
@@ -154,12 +144,12 @@ async fn run(args: Args) -> Result<(), Failure> {
             Failure::Unavailable(format!(
                 "Check-in discovery at {}: {}",
                 config.checkin.issuer,
-                chain(&e)
+                with_sources(&e)
             ))
         })?;
     let cluster = KubeCluster::infer(config.spawner.clone(), RuntimeOptions::default())
         .await
-        .map_err(|e| Failure::Unavailable(format!("Kubernetes: {}", chain(&e))))?;
+        .map_err(|e| Failure::Unavailable(format!("Kubernetes: {}", with_sources(&e))))?;
     let registry = TokenRegistry::new(
         checkin.clone(),
         store,

@@ -67,13 +67,7 @@ async fn a_user_starts_a_server_follows_progress_reaches_it_and_gets_fresh_token
     assert!(!home.contains("Other lab"), "{home}");
 
     // Asking for the other VO's profile by hand is refused by the spawner's VO gating.
-    let r = alice
-        .http
-        .post(format!("{}hub/spawn", stack.url))
-        .form(&[("profile", "other"), ("server", "")])
-        .send()
-        .await?;
-    assert!(r.status().is_redirection());
+    alice.spawn("other", "").await?;
     let progress = events(alice.get("hub/api/users/alice/server/progress").await?).await?;
     let last = progress.last().expect("a last event");
     assert_eq!(last["failed"], true, "{progress:?}");
@@ -83,13 +77,7 @@ async fn a_user_starts_a_server_follows_progress_reaches_it_and_gets_fresh_token
         "the reason names the profile: {message}"
     );
 
-    let r = alice
-        .http
-        .post(format!("{}hub/spawn", stack.url))
-        .form(&[("profile", "python"), ("server", "")])
-        .send()
-        .await?;
-    assert!(r.status().is_redirection());
+    let r = alice.spawn("python", "").await?;
     assert!(
         location(&r)?.ends_with("hub/spawn-pending/alice/"),
         "{}",
@@ -283,12 +271,7 @@ async fn a_failing_image_fails_the_start_with_the_clusters_reason() -> anyhow::R
     let alice = stack.browser();
     alice.login("alice").await?;
     let started = std::time::Instant::now();
-    alice
-        .http
-        .post(format!("{}hub/spawn", stack.url))
-        .form(&[("profile", "python"), ("server", "")])
-        .send()
-        .await?;
+    alice.spawn("python", "").await?;
     let progress = events(alice.get("hub/api/users/alice/server/progress").await?).await?;
     let last = progress.last().expect("events");
     assert_eq!(last["failed"], true, "{progress:?}");
@@ -319,13 +302,7 @@ async fn a_cluster_that_is_down_fails_the_start_clearly() -> anyhow::Result<()> 
     assert_eq!(alice.login("alice").await?.status(), StatusCode::OK);
     stack.stop_cluster().await;
     let started = std::time::Instant::now();
-    let r = alice
-        .http
-        .post(format!("{}hub/spawn", stack.url))
-        .form(&[("profile", "python"), ("server", "")])
-        .send()
-        .await?;
-    assert!(r.status().is_redirection());
+    alice.spawn("python", "").await?;
     let progress = events(alice.get("hub/api/users/alice/server/progress").await?).await?;
     let last = progress.last().expect("events");
     assert_eq!(last["failed"], true, "{progress:?}");

@@ -316,6 +316,21 @@ impl Browser {
             .await?)
     }
 
+    /// Submits the home page's start form (`profile`, server name); the answer is the redirect
+    /// to the progress page (checked).
+    pub(crate) async fn spawn(&self, profile: &str, server: &str) -> Result<reqwest::Response> {
+        let r = self
+            .http
+            .post(format!("{}hub/spawn", self.gateway))
+            .form(&[("profile", profile), ("server", server)])
+            .send()
+            .await?;
+        if !r.status().is_redirection() {
+            bail!("the start form answered {}", r.status());
+        }
+        Ok(r)
+    }
+
     /// Logs in as `login` (the provider approves whoever its `login_hint` names): follows
     /// every redirect from `/hub/login` through the provider and back to the gateway, and
     /// returns the last answer (the home page, or the gateway's refusal).
