@@ -17,6 +17,7 @@ use egi_accounting::job;
 use egi_accounting::metrics::{Filter, LookBack, Timestamp, Window};
 use egi_accounting::prometheus::{PrometheusConfig, PrometheusSource};
 use egi_accounting::spool::WriterSink;
+use egi_examples::gateway::config::loopback_toml;
 use egi_monitoring::hub::HubClient;
 use egi_monitoring::kernel::{self, Channels};
 use egi_monitoring::notebook::Notebook;
@@ -136,23 +137,10 @@ where
 }
 
 fn gateway_config(listen: &str, issuer: &str, state: &Path) -> String {
-    format!(
-        r#"
-listen = "{listen}"
-public_url = "http://{listen}/"
-hub_api_url = "http://{listen}/hub/api"
-state_file = "{state}"
-
-[checkin]
-issuer = "{issuer}"
-client_id = "{client}"
-allowed_vos = ["{VO}"]
-username_claims = ["preferred_username"]
-
-[[services]]
-name = "status"
-admin = true
-
+    let url = format!("http://{listen}/");
+    loopback_toml(listen, &url, issuer, oidc::CLIENT_ID, VO, state)
+        + &format!(
+            r#"
 [spawner]
 namespace = "default"
 image = "{IMAGE}"
@@ -176,10 +164,8 @@ display_name = "Broken"
 slug = "broken"
 [spawner.profile_list.kubespawner_override]
 image = "{BROKEN_IMAGE}"
-"#,
-        state = state.display(),
-        client = oidc::CLIENT_ID,
-    )
+"#
+        )
 }
 
 /// Runs `code` in a new kernel of the server at `path` through the gateway with `hub`'s token.

@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use egi_examples::gateway::config::loopback_toml;
 use egi_test_harness::oidc::{self, OidcProvider};
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
@@ -581,25 +582,13 @@ async fn with_stack(
     let config = args.dir.join("gateway.toml");
     std::fs::write(
         &config,
-        format!(
-            r#"
-listen = "127.0.0.1:{port}"
-public_url = "{url}"
-state_file = "{state}"
-
-[checkin]
-issuer = "{issuer}"
-client_id = "{client}"
-allowed_vos = ["vo.notebooks.egi.eu"]
-username_claims = ["preferred_username"]
-
-[[services]]
-name = "status"
-admin = true
-"#,
-            state = args.dir.join("state.json").display(),
-            issuer = provider.issuer(),
-            client = oidc::CLIENT_ID,
+        loopback_toml(
+            &format!("127.0.0.1:{port}"),
+            url,
+            &provider.issuer(),
+            oidc::CLIENT_ID,
+            "vo.notebooks.egi.eu",
+            &args.dir.join("state.json"),
         ),
     )?;
     let log = args.dir.join("gateway.log");

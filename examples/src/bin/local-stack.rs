@@ -23,7 +23,7 @@ use egi_accounting::metrics::{Filter, LookBack, Timestamp, Window};
 use egi_accounting::prometheus::{PrometheusConfig, PrometheusSource};
 use egi_accounting::spool::WriterSink;
 use egi_checkin::{CheckinClient, MemoryStore, RegistryOptions, SealKey, TokenRegistry};
-use egi_examples::gateway::config::GatewayConfig;
+use egi_examples::gateway::config::{GatewayConfig, loopback_toml};
 use egi_examples::gateway::tokens::Tokens;
 use egi_examples::gateway::{Gateway, routes};
 use egi_spawner::kube::{KubeCluster, RuntimeOptions};
@@ -57,22 +57,15 @@ const IMAGE: &str = "quay.io/jupyter/minimal-notebook:2025-01-01";
 const SERVICE_TOKEN_VARIABLE: &str = "GATEWAY_SERVICE_STATUS_TOKEN";
 
 fn config_text(listen: &str, issuer: &str, state: &std::path::Path) -> String {
-    format!(
+    loopback_toml(
+        listen,
+        &format!("http://{listen}/"),
+        issuer,
+        oidc::CLIENT_ID,
+        VO,
+        state,
+    ) + &format!(
         r#"
-listen = "{listen}"
-public_url = "http://{listen}/"
-state_file = "{state}"
-
-[checkin]
-issuer = "{issuer}"
-client_id = "{client}"
-allowed_vos = ["{VO}"]
-username_claims = ["preferred_username"]
-
-[[services]]
-name = "status"
-admin = true
-
 [spawner]
 namespace = "default"
 image = "{IMAGE}"
@@ -94,8 +87,6 @@ vo_claims = ["{VO}"]
 [spawner.profile_list.kubespawner_override]
 cpu_guarantee = 1.0
 "#,
-        state = state.display(),
-        client = oidc::CLIENT_ID,
     )
 }
 

@@ -342,6 +342,39 @@ enum ParseOrInvalid {
     Invalid(ConfigError),
 }
 
+/// The configuration of a gateway on loopback in front of the test OpenID provider, as
+/// `local-stack`, the tests and the benchmarks run it: it listens on `listen` and is seen at
+/// `public_url`; members of `vo` may log in, named by their `preferred_username`; the admin
+/// service `status` (token from `GATEWAY_SERVICE_STATUS_TOKEN`) comes last, so lines appended
+/// right after it (a `url = ...`) are its own. Append a `[spawner]` table and more services.
+pub fn loopback_toml(
+    listen: &str,
+    public_url: &str,
+    issuer: &str,
+    client_id: &str,
+    vo: &str,
+    state_file: &std::path::Path,
+) -> String {
+    format!(
+        r#"listen = "{listen}"
+public_url = "{public_url}"
+hub_api_url = "{public_url}hub/api"
+state_file = "{state}"
+
+[checkin]
+issuer = "{issuer}"
+client_id = "{client_id}"
+allowed_vos = ["{vo}"]
+username_claims = ["preferred_username"]
+
+[[services]]
+name = "status"
+admin = true
+"#,
+        state = state_file.display()
+    )
+}
+
 /// `GATEWAY_SERVICE_{NAME}_TOKEN`, the name upper-cased with `-` as `_`.
 pub fn service_token_variable(name: &str) -> String {
     format!(
@@ -379,6 +412,28 @@ admin = true
         assert!(services[0].scopes.allows(&"admin:servers".parse().unwrap()));
         assert_eq!(config.hub_api_url(), "http://127.0.0.1:8000/hub/api");
         assert!(!format!("{config:?}").contains("tok"));
+    }
+
+    #[test]
+    fn the_loopback_configuration_loads() {
+        let text = loopback_toml(
+            "127.0.0.1:8000",
+            "http://127.0.0.1:8000/jhub/",
+            "http://127.0.0.1:9000/auth",
+            "notebooks",
+            "vo.notebooks.egi.eu",
+            std::path::Path::new("/tmp/state.json"),
+        ) + "url = \"http://127.0.0.1:9001/\"\n[spawner]\nnamespace = \"default\"\n";
+        let config = GatewayConfig::parse(&text, |_| Some("x".into()))
+            .map_err(|_| ())
+            .unwrap();
+        assert_eq!(config.base_path(), "/jhub/");
+        assert_eq!(config.hub_api_url(), "http://127.0.0.1:8000/jhub/hub/api");
+        let services = config.services();
+        assert_eq!(
+            services[0].url.as_ref().unwrap().as_str(),
+            "http://127.0.0.1:9001/"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use base64::Engine as _;
+use egi_examples::gateway::config::loopback_toml;
 use egi_test_harness::kubesim::{KubeSim, SimOptions};
 use egi_test_harness::oidc::{self, OidcProvider};
 use reqwest::StatusCode;
@@ -30,24 +31,14 @@ fn gateway() -> tokio::process::Command {
 }
 
 fn config(listen: &str, issuer: &str, state: &std::path::Path) -> String {
-    format!(
-        r#"
-listen = "{listen}"
-public_url = "http://{listen}/"
-state_file = "{state}"
-[checkin]
-issuer = "{issuer}"
-client_id = "notebooks"
-allowed_vos = ["vo.notebooks.egi.eu"]
-username_claims = ["preferred_username"]
-[[services]]
-name = "status"
-admin = true
-[spawner]
-namespace = "default"
-"#,
-        state = state.display()
-    )
+    loopback_toml(
+        listen,
+        &format!("http://{listen}/"),
+        issuer,
+        "notebooks",
+        "vo.notebooks.egi.eu",
+        state,
+    ) + "[spawner]\nnamespace = \"default\"\n"
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use egi_checkin::{CheckinClient, MemoryStore, RegistryOptions, SealKey, TokenRegistry};
-use egi_examples::gateway::config::GatewayConfig;
+use egi_examples::gateway::config::{GatewayConfig, loopback_toml};
 use egi_examples::gateway::tokens::Tokens;
 use egi_examples::gateway::{Gateway, routes};
 use egi_spawner::kube::{KubeCluster, RuntimeOptions};
@@ -199,40 +199,19 @@ async fn serve(
     extra: &Extra,
 ) -> Result<Served> {
     let config_path = dir.join("gateway.toml");
-    let text = format!(
-        r#"
-listen = "{listen}"
-public_url = "{url}"
-state_file = "{state}"
-
-[checkin]
-issuer = "{issuer}"
-client_id = "{client}"
-allowed_vos = ["vo.notebooks.egi.eu"]
-username_claims = ["preferred_username"]
-
-[[services]]
-name = "status"
-admin = true
-{status_url}
-
-[[services]]
-name = "lister"
-scopes = ["list:users"]
-{extra}
-"#,
-        listen = listener.local_addr()?,
-        url = url,
-        state = dir.join("state.json").display(),
-        issuer = provider.issuer(),
-        client = oidc::CLIENT_ID,
-        status_url = extra
-            .status_url
-            .as_ref()
-            .map(|u| format!("url = \"{u}\""))
-            .unwrap_or_default(),
-        extra = extra.config,
+    let mut text = loopback_toml(
+        &listener.local_addr()?.to_string(),
+        url,
+        &provider.issuer(),
+        oidc::CLIENT_ID,
+        "vo.notebooks.egi.eu",
+        &dir.join("state.json"),
     );
+    if let Some(status_url) = &extra.status_url {
+        text.push_str(&format!("url = \"{status_url}\"\n"));
+    }
+    text.push_str("\n[[services]]\nname = \"lister\"\nscopes = [\"list:users\"]\n");
+    text.push_str(&extra.config);
     std::fs::write(&config_path, text)?;
     let config = GatewayConfig::load(&config_path, |k| match k {
         "GATEWAY_CLIENT_SECRET" => Some(oidc::CLIENT_SECRET.to_owned()),
