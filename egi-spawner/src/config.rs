@@ -128,7 +128,7 @@ spawner_settings! {
         /// Name template of the Secret holding the API token and the user's tokens (default
         /// `access-token-{user_server}`. EGI's hub names its shared per-user Secret
         /// `access-token-{userid}`; ours holds the server's API token too, so it is one per
-        /// server, owned by the pod; set `access-token-{userid}` only with one server per user).
+        /// server, written in place at each start; set `access-token-{userid}` only with one server per user).
         token_secret_name_template: String = "access-token-{user_server}".to_owned(),
         /// Persistent storage of the home directory.
         storage: StorageConfig = StorageConfig::default(),

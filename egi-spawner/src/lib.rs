@@ -25,9 +25,10 @@
 //! - [`checkin`] (feature `checkin`): egi-checkin's tokens, memberships and token manager as
 //!   this crate's [`UserTokens`], [`User`] and token updates.
 //! - Tokens never sit in the pod spec: the hub's API token and the user's Check-in tokens
-//!   travel in a Secret owned by the pod (EGI's keys `access_token` and `id_token`; one Secret
-//!   per server, `access-token-{user_server}` by default; mounted read-only at
-//!   `/var/run/secrets/egi.eu/`), and `Debug` output redacts them.
+//!   travel in a long-lived Secret per server, owned by no pod so no garbage collector races
+//!   a start (EGI's keys `access_token` and `id_token`; `access-token-{user_server}` by
+//!   default; mounted read-only at `/var/run/secrets/egi.eu/`; deleted by `delete_forever`),
+//!   and `Debug` output redacts them.
 //!
 //! ## Features
 //!

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{
     SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use secrecy::ExposeSecret;
 
 use crate::config::{Settings, merged};
@@ -352,15 +352,11 @@ pub fn token_data(tokens: &UserTokens) -> BTreeMap<String, ByteString> {
     ])
 }
 
-/// The server's Secret (type `Opaque`, owned by `owner`, the pod's labels): the hub API token
-/// under [`API_TOKEN_KEY`], and the user's tokens (empty values without `tokens`, so the
-/// mount never misses a key).
-pub fn token_secret(
-    plan: &SpawnPlan,
-    hub: &HubContext,
-    tokens: Option<&UserTokens>,
-    owner: OwnerReference,
-) -> Secret {
+/// The server's Secret (type `Opaque`, the pod's labels, owned by no pod: it is long-lived
+/// and written in place at every start, so no garbage collector can delete it behind a
+/// start): the hub API token under [`API_TOKEN_KEY`], and the user's tokens (empty values
+/// without `tokens`, so the mount never misses a key).
+pub fn token_secret(plan: &SpawnPlan, hub: &HubContext, tokens: Option<&UserTokens>) -> Secret {
     let mut data = match tokens {
         Some(tokens) => token_data(tokens),
         None => [ACCESS_TOKEN_KEY, ID_TOKEN_KEY]
@@ -381,7 +377,6 @@ pub fn token_secret(
                 USERNAME_LABEL.to_owned(),
                 plan.names.username.clone(),
             )])),
-            owner_references: Some(vec![owner]),
             ..ObjectMeta::default()
         },
         data: Some(data),

@@ -13,7 +13,8 @@ pub struct SpawnPlan {
     pub namespace: String,
     /// Pod name (from `pod_name_template`, KubeSpawner's safe scheme).
     pub pod_name: String,
-    /// Name of the Secret holding the hub API token and the user's tokens; owned by the pod.
+    /// Name of the Secret holding the hub API token and the user's tokens (long-lived, owned
+    /// by no pod).
     pub secret_name: String,
     /// Slugs and raw names, for templates, labels and annotations.
     pub names: crate::naming::Names,

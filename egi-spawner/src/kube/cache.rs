@@ -3,7 +3,10 @@
 //!
 //! The watch is label-scoped (`component=singleuser-server`), resumes from its last
 //! resourceVersion when a connection drops and lists again when the server says 410 Gone
-//! (kube-runtime's watcher does both). Only a compact [`PodView`] per pod is kept, never whole
+//! (kube-runtime's watcher does both). The 410 relist happens at once, and other errors are
+//! retried after 100 ms doubling to 500 ms: kube-runtime's default back-off (800 ms growing
+//! to 30 s, for 410 too) made starts in flight return 5-6 s late after an API server
+//! restart, whose new watch cache answers every resumed watch with 410. Only a compact [`PodView`] per pod is kept, never whole
 //! objects with their `managedFields`.
 
 use std::collections::HashMap;
@@ -12,13 +15,18 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::events::EventsHub;
 use super::view::PodView;
 use crate::manifest::POD_SELECTOR;
+
+/// First pause after a failed watch request, doubled at each failure up to [`RETRY_MAX`].
+const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(100);
+/// Longest pause between watch retries: a server back from a restart is seen within it.
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What a subscriber sees of one pod name: `None` while no such pod exists.
 pub(crate) type Slot = Option<Arc<PodView>>;
@@ -60,10 +68,14 @@ impl NamespaceCache {
         let weak = Arc::downgrade(&cache);
         let task = tokio::spawn(async move {
             let config = watcher::Config::default().labels(POD_SELECTOR);
-            let mut stream = watcher(api, config).default_backoff().boxed();
+            let mut stream = watcher(api, config).boxed();
             let mut relist: Option<HashMap<String, PodView>> = None;
+            let mut backoff = RETRY_MIN;
             while let Some(item) = stream.next().await {
                 let Some(cache) = weak.upgrade() else { return };
+                if item.is_ok() {
+                    backoff = RETRY_MIN;
+                }
                 match item {
                     Ok(watcher::Event::Apply(pod)) => cache.apply(&pod),
                     Ok(watcher::Event::Delete(pod)) => {
@@ -83,8 +95,15 @@ impl NamespaceCache {
                         cache.replace_all(relist.take().unwrap_or_default());
                         cache.synced.send_replace(true);
                     }
+                    // The watcher lists again at its next poll: at once.
+                    Err(watcher::Error::WatchError(status)) if status.code == 410 => {
+                        tracing::debug!(namespace = %cache.namespace, "pod watch expired; listing again");
+                    }
                     Err(error) => {
                         tracing::warn!(namespace = %cache.namespace, %error, "pod watch failed; retrying");
+                        drop(cache);
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(RETRY_MAX);
                     }
                 }
             }
@@ -162,6 +181,13 @@ impl NamespaceCache {
         for (name, view) in listed {
             set(&mut pods, &name, view);
         }
+    }
+
+    /// No pod in it and nobody following a name: the cache can go.
+    pub(crate) fn idle(&self) -> bool {
+        self.lock()
+            .values()
+            .all(|e| e.tx.borrow().is_none() && e.tx.receiver_count() == 0)
     }
 
     /// Drops entries nobody follows for names with no pod (left by finished waits).

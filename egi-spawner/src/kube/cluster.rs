@@ -23,6 +23,10 @@ pub struct RuntimeOptions {
     /// Fail a start as soon as the scheduler says no node fits. Turn off with a cluster
     /// autoscaler, where unschedulable pods wait for a new node.
     pub fail_unschedulable: bool,
+    /// How long a start waits out a reason that real clusters report for a moment and take
+    /// back (the scheduler not seeing a new claim yet; a claim whose provisioning failed,
+    /// which provisioners retry) before it fails with that reason.
+    pub transient_grace: Duration,
     /// How long the first list of a namespace may take before a start gives up (`poll`
     /// waits as long as it takes, as KubeSpawner's does).
     pub sync_timeout: Duration,
@@ -40,6 +44,7 @@ impl Default for RuntimeOptions {
             stop_timeout: Duration::from_secs(60),
             delete_grace_period: 1,
             fail_unschedulable: true,
+            transient_grace: Duration::from_secs(10),
             sync_timeout: Duration::from_secs(30),
             max_requests: 32,
         }
@@ -52,9 +57,15 @@ pub(crate) struct Shared {
     pub(crate) options: RuntimeOptions,
     caches: Mutex<HashMap<String, Arc<NamespaceCache>>>,
     requests: tokio::sync::Semaphore,
+    /// User namespaces known to exist (created by us or found there).
+    namespaces: Mutex<std::collections::HashSet<String>>,
     /// Per namespace: when it was listed, and raw user name → the user's oldest claim.
     claim_index: tokio::sync::Mutex<HashMap<String, ClaimIndex>>,
 }
+
+/// The User-Agent of [`KubeCluster::infer`]'s client: API server audit logs and
+/// `apiserver_request_total` then tell our requests from other clients'.
+pub const USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
 
 /// When a namespace's claims were listed, and raw user name → that user's oldest claim.
 type ClaimIndex = (tokio::time::Instant, HashMap<String, String>);
@@ -92,6 +103,7 @@ impl KubeCluster {
                 config,
                 requests: tokio::sync::Semaphore::new(options.max_requests.max(1)),
                 claim_index: tokio::sync::Mutex::new(HashMap::new()),
+                namespaces: Mutex::new(std::collections::HashSet::new()),
                 options,
                 caches: Mutex::new(HashMap::new()),
             }),
@@ -99,14 +111,23 @@ impl KubeCluster {
     }
 
     /// A cluster from the environment: `KUBECONFIG` or `~/.kube/config`, else the in-cluster
-    /// service account.
+    /// service account. Its requests carry the User-Agent [`USER_AGENT`] (a client given to
+    /// [`KubeCluster::new`] keeps its own headers).
     pub async fn infer(config: KubeSpawnerConfig, options: RuntimeOptions) -> Result<KubeCluster> {
-        let client = kube::Client::try_default()
+        let transport =
+            |action: &str, source: Box<dyn std::error::Error + Send + Sync>| Error::Transport {
+                action: action.to_owned(),
+                source,
+            };
+        let mut kube_config = kube::Config::infer()
             .await
-            .map_err(|source| Error::Transport {
-                action: "load the Kubernetes client configuration".to_owned(),
-                source: Box::new(source),
-            })?;
+            .map_err(|e| transport("load the Kubernetes client configuration", Box::new(e)))?;
+        // Both parse (constant, valid header text); typed by `headers`, so no `http` import.
+        if let (Ok(name), Ok(value)) = ("user-agent".parse(), USER_AGENT.parse()) {
+            kube_config.headers.push((name, value));
+        }
+        let client = kube::Client::try_from(kube_config)
+            .map_err(|e| transport("build the Kubernetes client", Box::new(e)))?;
         KubeCluster::new(client, config, options)
     }
 
@@ -178,8 +199,11 @@ impl KubeCluster {
         }
         let api: kube::Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
             kube::Api::namespaced(self.shared.client.clone(), namespace);
-        let list = self
-            .limited(api.list_metadata(&kube::api::ListParams::default()))
+        // Not through `limited`: the start asking holds a request slot for its whole write
+        // phase already, and waiting for a second one deadlocked (with `max_requests = 1`
+        // at once; with 32 slots as soon as 32 first starts wait on a stale index).
+        let list = api
+            .list_metadata(&kube::api::ListParams::default())
             .await
             .map_err(|e| api_error("list persistentvolumeclaims", namespace, e))?;
         let mut claims: Vec<(String, String, String)> = list
@@ -211,6 +235,66 @@ impl KubeCluster {
         let found = by_user.get(username).cloned();
         index.insert(namespace.to_owned(), (tokio::time::Instant::now(), by_user));
         Ok(found)
+    }
+
+    /// Makes sure a user namespace exists (KubeSpawner creates it too; without this the first
+    /// spawn got 404): created once, 409 meaning it is there. The hub's own namespace is
+    /// never created. A 403 (no right to create namespaces) lets the start go on: the
+    /// namespace may exist and the pod's create says so if not.
+    pub(crate) async fn ensure_namespace(&self, namespace: &str) -> Result<()> {
+        if namespace == self.shared.config.namespace
+            || self.shared.config.user_namespace_template.is_none()
+            || self.known_namespaces().contains(namespace)
+        {
+            return Ok(());
+        }
+        let api: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+            kube::Api::all(self.shared.client.clone());
+        let manifest = k8s_openapi::api::core::v1::Namespace {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some(namespace.to_owned()),
+                labels: Some(std::collections::BTreeMap::from([(
+                    "app.kubernetes.io/managed-by".to_owned(),
+                    crate::manifest::MANAGED_BY.to_owned(),
+                )])),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match self
+            .limited(api.create(&kube::api::PostParams::default(), &manifest))
+            .await
+        {
+            Ok(_) => {}
+            Err(error) if status_code(&error) == Some(409) => {}
+            Err(error) if status_code(&error) == Some(403) => {
+                tracing::warn!(%namespace, %error, "cannot create the user namespace; assuming it exists");
+            }
+            Err(error) => return Err(api_error("create namespace", namespace, error)),
+        }
+        self.known_namespaces().insert(namespace.to_owned());
+        Ok(())
+    }
+
+    fn known_namespaces(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.shared
+            .namespaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Releases the cache of a user namespace (its watches end) once it holds no server pod
+    /// and no spawn follows a pod in it; the hub's own namespace stays watched. Without this,
+    /// with a namespace per user, the hub kept one pod watch per user who ever spawned.
+    pub(crate) fn release_cache(&self, namespace: &str) {
+        if namespace == self.shared.config.namespace {
+            return;
+        }
+        let mut caches = self.lock();
+        if caches.get(namespace).is_some_and(|c| c.idle()) {
+            // Dropping the last reference aborts its watch task.
+            caches.remove(namespace);
+        }
     }
 
     /// The cache of a namespace, started on first use, synced or not.

@@ -1,8 +1,11 @@
-//! Kubernetes events of the pods being spawned, for progress messages.
+//! Kubernetes events of the pods being spawned and of their claims, for progress messages
+//! (and a claim's binding failures, which fail a start that waits for it).
 //!
 //! One events watch per namespace runs only while at least one spawn in that namespace is
-//! listening, and stops after a quiet period; events of pods nobody is spawning are dropped
-//! as they arrive, so nothing accumulates (KubeSpawner's events cache grew without bound).
+//! listening, and stops after a quiet period; events of objects nobody is spawning are
+//! dropped as they arrive, so nothing accumulates (KubeSpawner's events cache grew without
+//! bound). Each listener's channel is bounded too: a spawn that does not read fast enough
+//! loses progress messages, never memory.
 //! The watch starts from the current resourceVersion (a one-item list), never from a full
 //! list of the namespace's history.
 
@@ -16,8 +19,30 @@ use kube::Api;
 use kube::api::{ListParams, WatchEvent, WatchParams};
 use tokio::sync::{mpsc, watch};
 
-/// The field selector of the events watch.
-const EVENTS_SELECTOR: &str = "involvedObject.kind=Pod";
+/// The field selector of the events watch: pods and claims (a field selector cannot say
+/// "one of two kinds", so claims' events come by excluding what spawns never follow).
+const EVENTS_SELECTOR: &str = "involvedObject.kind!=Node";
+/// Events kept per listener before new ones are dropped (a start sees about ten).
+const LISTENER_BUFFER: usize = 64;
+
+/// What a listener follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum EventSource {
+    /// A pod.
+    Pod,
+    /// A persistent volume claim.
+    Claim,
+}
+
+impl EventSource {
+    fn of(kind: Option<&str>) -> Option<EventSource> {
+        match kind? {
+            "Pod" => Some(EventSource::Pod),
+            "PersistentVolumeClaim" => Some(EventSource::Claim),
+            _ => None,
+        }
+    }
+}
 /// How long the watch outlives the last spawn that listened.
 const IDLE_STOP: Duration = Duration::from_secs(30);
 /// Pause before retrying after an error of the events API.
@@ -57,8 +82,8 @@ impl PodEvent {
 
 #[derive(Default)]
 struct Inner {
-    /// By pod name: the listener's id and its channel.
-    listeners: HashMap<String, (u64, mpsc::UnboundedSender<PodEvent>)>,
+    /// By source and name: the listener's id and its channel.
+    listeners: HashMap<(EventSource, String), (u64, mpsc::Sender<PodEvent>)>,
     next_id: u64,
     /// Where the last watch stopped: a new one resumes there instead of listing again.
     version: Option<String>,
@@ -73,12 +98,19 @@ pub(crate) struct EventsHub {
     inner: Mutex<Inner>,
 }
 
-/// A spawn's subscription to its pod's events; dropping it unsubscribes.
+/// A spawn's subscription to its pod's (or claim's) events; dropping it unsubscribes.
 pub(crate) struct Listener {
     hub: Arc<EventsHub>,
-    pod: String,
+    key: (EventSource, String),
     id: u64,
-    pub(crate) rx: mpsc::UnboundedReceiver<PodEvent>,
+    pub(crate) rx: mpsc::Receiver<PodEvent>,
+}
+
+impl Listener {
+    /// The name of the object followed.
+    pub(crate) fn name(&self) -> &str {
+        &self.key.1
+    }
 }
 
 impl Drop for Listener {
@@ -87,10 +119,10 @@ impl Drop for Listener {
         // Only our own entry: a later listener of the same name replaced it.
         if inner
             .listeners
-            .get(&self.pod)
+            .get(&self.key)
             .is_some_and(|(id, _)| *id == self.id)
         {
-            inner.listeners.remove(&self.pod);
+            inner.listeners.remove(&self.key);
         }
     }
 }
@@ -108,15 +140,16 @@ impl EventsHub {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Listens to the events of pod `pod`. Returns once the watch is positioned, so every
-    /// event created after this returns is delivered.
-    pub(crate) async fn listen(self: &Arc<Self>, pod: &str) -> Listener {
-        let (tx, rx) = mpsc::unbounded_channel();
+    /// Listens to the events of the pod or claim `name`. Returns once the watch is
+    /// positioned, so every event created after this returns is delivered.
+    pub(crate) async fn listen(self: &Arc<Self>, source: EventSource, name: &str) -> Listener {
+        let (tx, rx) = mpsc::channel(LISTENER_BUFFER);
+        let key = (source, name.to_owned());
         let (id, mut ready) = {
             let mut inner = self.lock();
             inner.next_id += 1;
             let id = inner.next_id;
-            inner.listeners.insert(pod.to_owned(), (id, tx));
+            inner.listeners.insert(key.clone(), (id, tx));
             let ready = match &inner.running {
                 Some(ready) => ready.clone(),
                 None => {
@@ -137,19 +170,23 @@ impl EventsHub {
         let _ = tokio::time::timeout(Duration::from_secs(5), ready.wait_for(|r| *r)).await;
         Listener {
             hub: Arc::clone(self),
-            pod: pod.to_owned(),
+            key,
             id,
             rx,
         }
     }
 
     fn route(&self, event: &Event) {
-        let Some(name) = event.involved_object.name.as_deref() else {
+        let (Some(name), Some(source)) = (
+            event.involved_object.name.clone(),
+            EventSource::of(event.involved_object.kind.as_deref()),
+        ) else {
             return;
         };
         let inner = self.lock();
-        if let Some((_, tx)) = inner.listeners.get(name) {
-            let _ = tx.send(PodEvent::of(event));
+        if let Some((_, tx)) = inner.listeners.get(&(source, name)) {
+            // Full: the spawn is behind; progress skips a message rather than grow.
+            let _ = tx.try_send(PodEvent::of(event));
         }
     }
 

@@ -6,9 +6,11 @@ mod claims;
 mod cluster;
 mod events;
 mod progress;
+mod ready;
+mod secret;
 mod spawner;
 mod view;
 mod wait;
 
-pub use cluster::{KubeCluster, RuntimeOptions};
+pub use cluster::{KubeCluster, RuntimeOptions, USER_AGENT};
 pub use spawner::KubeSpawner;

@@ -10,6 +10,9 @@ use crate::ProgressEvent;
 
 /// Where progress creeps to while spawning (KubeSpawner's).
 const CEILING: u8 = 90;
+/// Events kept per start: a start that retries for a minute (a crash loop, repeated
+/// scheduling failures) keeps its first ones and its end, not a growing log.
+const MAX_EVENTS: usize = 200;
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Log {
@@ -74,7 +77,7 @@ impl Progress {
 
     fn push(&self, event: ProgressEvent, done: bool) {
         self.tx.send_modify(|log| {
-            if log.done {
+            if log.done || (!done && log.events.len() >= MAX_EVENTS) {
                 return;
             }
             log.events.push(event);

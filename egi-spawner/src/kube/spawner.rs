@@ -1,17 +1,18 @@
 //! [`KubeSpawner`]: the spawner of one server, on a shared [`KubeCluster`].
 //!
 //! API requests per operation (the scale benchmark counts them): a first start creates the
-//! claim, the pod and its token Secret (3); a returning start, whose claim is in the saved
-//! state, creates the pod and the Secret (2); a stop deletes the pod (1) and the Secret goes
-//! with it by owner reference. Readiness, `poll()` and the wait for a pod to be gone read the
+//! claim, the token Secret and the pod (3); a returning start, whose claim is in the saved
+//! state, replaces the Secret and creates the pod (2); a stop deletes the pod (1). The Secret
+//! is long-lived and owned by no pod, so no garbage collector works after a stop (see
+//! `secret.rs` for why). Readiness, `poll()` and the wait for a pod to be gone read the
 //! namespace's watch-backed cache: no per-user GET or LIST.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
-use k8s_openapi::api::core::v1::{Pod, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::PostParams;
 use tokio::sync::watch;
@@ -19,10 +20,10 @@ use tokio::time::Instant;
 
 use super::cache::{NamespaceCache, Slot};
 use super::cluster::{KubeCluster, api_error, status_code};
-use super::events::Listener;
+use super::events::EventSource;
 use super::progress::Progress;
-use super::view::Readiness;
-use super::wait::{FinishOnDrop, Watched, delete_params, wait_for};
+use super::ready::Listeners;
+use super::wait::{FinishOnDrop, Watched, deadline_after, delete_params, server_url, wait_for};
 use crate::spawner::StartRequest;
 use crate::{
     Error, PollStatus, ProgressEvent, Result, SpawnPlan, Spawner, SpawnerState, User, manifest,
@@ -34,7 +35,7 @@ pub struct KubeSpawner {
     pub(crate) user: User,
     pub(crate) server: String,
     state: Mutex<SpawnerState>,
-    progress: Progress,
+    pub(crate) progress: Progress,
     /// Held for the whole of a start: starts of one server never overlap, and `stop` waits
     /// for a start it cancelled to let go.
     starting: tokio::sync::Mutex<()>,
@@ -43,6 +44,8 @@ pub struct KubeSpawner {
     /// The latest tokens given to `start` or `update_tokens`, so a refresh that lands while
     /// a start runs is not lost.
     tokens: Mutex<Option<crate::UserTokens>>,
+    /// This spawner wrote the token Secret (so the next start replaces it in one request).
+    secret_known: AtomicBool,
 }
 
 impl std::fmt::Debug for KubeSpawner {
@@ -66,7 +69,23 @@ impl KubeSpawner {
             starting: tokio::sync::Mutex::new(()),
             stops: watch::channel(0).0,
             tokens: Mutex::new(None),
+            secret_known: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the token Secret should exist: written by this spawner, or named by a loaded
+    /// state (a hub restart).
+    pub(crate) fn secret_known(&self) -> bool {
+        self.secret_known.load(Ordering::Relaxed) || self.lock().token_secret.is_some()
+    }
+
+    pub(crate) fn set_secret_known(&self, known: bool) {
+        self.secret_known.store(known, Ordering::Relaxed);
+    }
+
+    /// Keeps the latest tokens for the next start.
+    pub(crate) fn remember_tokens(&self, tokens: &crate::UserTokens) {
+        *self.tokens.lock().unwrap_or_else(PoisonError::into_inner) = Some(tokens.clone());
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, SpawnerState> {
@@ -141,33 +160,34 @@ impl KubeSpawner {
 
     async fn start_inner(&self, request: StartRequest) -> Result<String> {
         let options = &self.cluster.shared.options;
-        let deadline = Instant::now() + options.start_timeout;
+        let deadline = deadline_after(options.start_timeout);
         let namespace = self.plan(&request.user_options)?.namespace;
+        self.cluster.ensure_namespace(&namespace).await?;
         let cache = self.cluster.cache(&namespace).await?;
         // Everything big (plan, manifests, the hub's context) is dropped before the wait, so
         // a thousand waiting spawns hold little more than their cache subscription.
         // One request slot for the whole write phase: a spawn's Secret follows its pod at
         // once instead of queueing behind other spawns' pods (the kubelet waits for it).
-        let (uid, port, mut listener, watched) = self
+        let (uid, port, mut listeners, watched) = self
             .cluster
             // Boxed and made late: the write phase's (large) state exists only while it runs.
             .limited_with(|| Box::pin(self.create(request, &cache, deadline)))
             .await?;
         let mut rx = watched.rx.clone();
         let ip = self
-            .wait_ready(&mut rx, &mut listener, &uid, deadline)
+            .wait_ready(&mut rx, &mut listeners, &uid, deadline)
             .await?;
-        Ok(format!("http://{ip}:{port}"))
+        Ok(server_url(&ip, port))
     }
 
-    /// The writes of a start: claim, pod, token Secret. Returns the pod's UID and port, and
-    /// the subscriptions the wait needs (made before the create, so nothing is missed).
+    /// The writes of a start: claim, token Secret, pod. Returns the pod's UID and port, and
+    /// the subscriptions the wait needs (made before the writes, so nothing is missed).
     async fn create(
         &self,
         request: StartRequest,
         cache: &Arc<NamespaceCache>,
         deadline: Instant,
-    ) -> Result<(String, u16, Listener, Watched)> {
+    ) -> Result<(String, u16, Listeners, Watched)> {
         let plan = self.plan(&request.user_options)?;
         let tokens = {
             let mut latest = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
@@ -180,14 +200,26 @@ impl KubeSpawner {
             "Server {} in namespace {}",
             plan.pod_name, plan.namespace
         ));
+        // Listening before the claim is written: its binding failures come right after.
+        let claim_name = manifest::claim(&plan).and_then(|c| c.metadata.name);
+        let claim_events = match &claim_name {
+            Some(name) => Some(cache.events.listen(EventSource::Claim, name).await),
+            None => None,
+        };
+        let known = self.lock().pvc_name.clone();
         let claim = self.ensure_claim(&plan).await?;
         if let Some(claim) = &claim {
-            self.progress.step(format!("Volume {claim} ready"));
+            // Requested, not ready: it may still have to bind (its events follow).
+            self.progress.step(format!("Volume {claim} claimed"));
         }
 
-        let listener = cache.events.listen(&plan.pod_name).await;
+        let pod_events = cache.events.listen(EventSource::Pod, &plan.pod_name).await;
         let watched = Watched::new(cache, &plan.pod_name);
         let mut rx = watched.rx.clone();
+        // The Secret first: owned by no pod, it needs no pod UID, and the kubelet never
+        // finds the pod's Secret missing.
+        let secret = manifest::token_secret(&plan, &request.hub, tokens.as_ref());
+        self.put_secret(&plan.namespace, &secret).await?;
         // Known before the create: a stop from now on deletes the pod even if the create's
         // answer never reaches us.
         {
@@ -199,25 +231,13 @@ impl KubeSpawner {
         let build = || manifest::pod(&plan, &request.hub, claim.as_deref());
         let uid = self.create_pod(&plan, build, &mut rx, deadline).await?;
         self.progress.step(format!("Pod {} created", plan.pod_name));
-
-        let owner = OwnerReference {
-            api_version: "v1".to_owned(),
-            kind: "Pod".to_owned(),
-            name: plan.pod_name.clone(),
-            uid: uid.clone(),
-            block_owner_deletion: None,
-            controller: None,
+        let listeners = Listeners {
+            pod: pod_events,
+            claim: claim_events.filter(|_| claim == claim_name),
+            // Written (or looked up) by this start, so a scheduler may not see it yet.
+            fresh_claim: claim.is_some() && claim != known,
         };
-        let secret = manifest::token_secret(&plan, &request.hub, tokens.as_ref(), owner);
-        if let Err(error) = self.put_secret(&plan.namespace, &secret).await {
-            // Without its Secret the pod can never start: take it away again.
-            let api: Api<Pod> =
-                Api::namespaced(self.cluster.shared.client.clone(), &plan.namespace);
-            let params = delete_params(0, Some(&uid));
-            let _ = api.delete(&plan.pod_name, &params).await;
-            return Err(error);
-        }
-        Ok((uid, plan.settings.port, listener, watched))
+        Ok((uid, plan.settings.port, listeners, watched))
     }
 
     /// Creates the pod. A 409 means a pod of that name exists: an old server of ours (stale,
@@ -295,92 +315,6 @@ impl KubeSpawner {
         })
     }
 
-    /// Creates the token Secret; one left over from an earlier pod (garbage collection is
-    /// asynchronous) is replaced.
-    async fn put_secret(&self, namespace: &str, secret: &Secret) -> Result<()> {
-        let api: Api<Secret> = Api::namespaced(self.cluster.shared.client.clone(), namespace);
-        let name = secret.metadata.name.clone().unwrap_or_default();
-        for _ in 0..3 {
-            match api.create(&PostParams::default(), secret).await {
-                Ok(_) => return Ok(()),
-                Err(error) if status_code(&error) == Some(409) => {}
-                Err(error) => {
-                    return Err(api_error(format!("create secret {name}"), namespace, error));
-                }
-            }
-            match api.replace(&name, &PostParams::default(), secret).await {
-                Ok(_) => return Ok(()),
-                // Collected between our two requests: create again.
-                Err(error) if status_code(&error) == Some(404) => {}
-                Err(error) => {
-                    return Err(api_error(
-                        format!("replace secret {name}"),
-                        namespace,
-                        error,
-                    ));
-                }
-            }
-        }
-        Err(Error::Api {
-            action: format!("create secret {name}"),
-            code: 409,
-            reason: "Conflict".to_owned(),
-            message: "the secret kept appearing and disappearing".to_owned(),
-        })
-    }
-
-    /// Waits for the pod `uid` to be ready, turning its events into progress, and fails as
-    /// soon as the cluster reports a reason it cannot start.
-    async fn wait_ready(
-        &self,
-        rx: &mut watch::Receiver<Slot>,
-        listener: &mut Listener,
-        uid: &str,
-        deadline: Instant,
-    ) -> Result<String> {
-        let shared = &self.cluster.shared;
-        let mut seen = false;
-        let mut events_open = true;
-        loop {
-            let slot = rx.borrow_and_update().clone();
-            match slot {
-                Some(view) if view.uid == uid => {
-                    seen = true;
-                    match view.readiness(shared.options.fail_unschedulable) {
-                        Readiness::Ready(ip) => return Ok(ip),
-                        Readiness::Failed(reason, message) => {
-                            return Err(Error::SpawnFailed { reason, message });
-                        }
-                        Readiness::Starting => {}
-                    }
-                }
-                // Gone, or replaced by another pod of that name, after we saw ours.
-                _ if seen => {
-                    return Err(Error::SpawnFailed {
-                        reason: crate::FailureReason::Deleted,
-                        message: "the pod disappeared while starting".to_owned(),
-                    });
-                }
-                _ => {}
-            }
-            tokio::select! {
-                changed = rx.changed() => {
-                    if changed.is_err() {
-                        return Err(Error::CacheUnavailable { namespace: self.lock().namespace.clone().unwrap_or_default() });
-                    }
-                }
-                event = listener.rx.recv(), if events_open => match event {
-                    Some(event) if event.uid.as_deref().is_none_or(|u| u == uid) => self.progress.event(&event),
-                    Some(_) => {}
-                    None => events_open = false,
-                },
-                () = tokio::time::sleep_until(deadline) => {
-                    return Err(Error::Timeout { what: "the server to be ready", after: shared.options.start_timeout });
-                }
-            }
-        }
-    }
-
     async fn stop_inner(&self, now: bool) -> Result<()> {
         // Cancel a running start and wait until it has let go: its pod name is in the state.
         self.stops.send_modify(|n| *n += 1);
@@ -418,7 +352,7 @@ impl KubeSpawner {
                 return Err(api_error(format!("delete pod {name}"), &namespace, error));
             }
         };
-        let deadline = Instant::now() + shared.options.stop_timeout;
+        let deadline = deadline_after(shared.options.stop_timeout);
         let synced = tokio::time::timeout_at(deadline, cache.wait_synced()).await;
         // Gone means: no pod of that name, or a newer one (a restart right after the stop).
         let gone = synced.is_ok()
@@ -434,6 +368,12 @@ impl KubeSpawner {
             .await
             .is_some();
         if gone {
+            // Not running: token updates skip it until its next start (the Secret stays).
+            self.lock().token_secret = None;
+            drop(watched);
+            drop(rx);
+            drop(cache);
+            self.cluster.release_cache(&namespace);
             Ok(())
         } else {
             Err(Error::Timeout {
@@ -493,38 +433,6 @@ impl KubeSpawner {
         })
     }
 
-    /// [`Spawner::update_tokens`]: a merge patch of the two token keys of the running
-    /// server's Secret; `false` when the server has no Secret (not running).
-    async fn write_tokens(&self, tokens: &crate::UserTokens) -> Result<bool> {
-        *self.tokens.lock().unwrap_or_else(PoisonError::into_inner) = Some(tokens.clone());
-        let (namespace, secret) = {
-            let state = self.lock();
-            match (&state.namespace, &state.token_secret) {
-                (Some(namespace), Some(secret)) => (namespace.clone(), secret.clone()),
-                _ => return Ok(false),
-            }
-        };
-        let api: Api<Secret> = Api::namespaced(self.cluster.shared.client.clone(), &namespace);
-        let patch = serde_json::json!({ "data": manifest::token_data(tokens) });
-        match self
-            .cluster
-            .limited(api.patch(
-                &secret,
-                &kube::api::PatchParams::default(),
-                &kube::api::Patch::Merge(&patch),
-            ))
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(error) if status_code(&error) == Some(404) => Ok(false),
-            Err(error) => Err(api_error(
-                format!("update secret {secret}"),
-                &namespace,
-                error,
-            )),
-        }
-    }
-
     /// The user this spawner serves.
     pub fn user(&self) -> &User {
         &self.user
@@ -580,7 +488,12 @@ impl Spawner for KubeSpawner {
     }
 
     fn delete_forever(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(self.delete_claim_forever())
+        Box::pin(async move {
+            let plan = self.plan(&serde_json::Map::new())?;
+            self.delete_secret(&plan.namespace, &plan.secret_name)
+                .await?;
+            self.delete_claim_forever().await
+        })
     }
 
     fn update_tokens(&self, tokens: &crate::UserTokens) -> BoxFuture<'_, Result<bool>> {

@@ -47,6 +47,15 @@ fn waits_for_volume(message: &str) -> bool {
         .contains("unbound immediate persistentvolumeclaims")
 }
 
+/// Whether a scheduler message is one a real scheduler sends for a moment and then takes
+/// back: right after a claim is created its informer may not have it yet, and it says
+/// `persistentvolumeclaim "claim-x" not found` (seen on a real cluster for 1 in 700 first
+/// spawns, scheduled 1.7 s later). Such a message fails the start only if it persists.
+fn transient_unschedulable(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("persistentvolumeclaim") && message.contains("not found")
+}
+
 /// Whether a container status says it cannot start: its image cannot be pulled, or it keeps
 /// crashing. The message names the container and carries the kubelet's words.
 fn blocking(status: &ContainerStatus) -> Option<(FailureReason, String)> {
@@ -75,6 +84,8 @@ pub(crate) enum Readiness {
     Starting,
     /// Failed: give up now, with the cluster's reason.
     Failed(FailureReason, String),
+    /// Held back for a reason that may go away: give up only if it persists.
+    Held(FailureReason, String),
 }
 
 impl PodView {
@@ -165,12 +176,22 @@ impl PodView {
             && let Some(message) = &self.unschedulable
             && !waits_for_volume(message)
         {
-            return Readiness::Failed(FailureReason::Unschedulable, message.clone());
+            let reason = FailureReason::Unschedulable;
+            return if transient_unschedulable(message) {
+                Readiness::Held(reason, message.clone())
+            } else {
+                Readiness::Failed(reason, message.clone())
+            };
         }
         match (&self.ip, self.phase.as_str(), self.ready) {
             (Some(ip), "Running", true) => Readiness::Ready(ip.clone()),
             _ => Readiness::Starting,
         }
+    }
+
+    /// Whether the scheduler waits for the pod's claims to bind.
+    pub(crate) fn waits_for_claim(&self) -> bool {
+        self.unschedulable.as_deref().is_some_and(waits_for_volume)
     }
 
     /// The exit status JupyterHub's `poll()` returns for a pod that exists: `None` while it
@@ -277,7 +298,7 @@ mod tests {
     }
 
     #[test]
-    fn unbound_claims_wait_but_missing_claims_and_full_nodes_fail() {
+    fn unbound_claims_wait_missing_claims_are_held_and_full_nodes_fail() {
         let unschedulable = |message: &str| {
             pod(serde_json::json!({"phase": "Pending", "conditions": [
                 {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]}))
@@ -286,11 +307,12 @@ mod tests {
             "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims.",
         );
         assert_eq!(PodView::of(&unbound).readiness(true), Readiness::Starting);
+        // A claim the scheduler does not see (yet): held, failing only if it persists.
         let missing =
             unschedulable("0/1 nodes are available: persistentvolumeclaim \"c\" not found.");
         assert!(matches!(
             PodView::of(&missing).readiness(true),
-            Readiness::Failed(FailureReason::Unschedulable, _)
+            Readiness::Held(FailureReason::Unschedulable, _)
         ));
         let full = unschedulable("0/3 nodes are available: 3 Insufficient cpu.");
         assert!(matches!(

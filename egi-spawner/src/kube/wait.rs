@@ -72,3 +72,43 @@ pub(crate) async fn wait_for(
         .ok()
         .map(|slot| slot.clone())
 }
+
+/// `timeout` from now; a timeout too large for the clock (`Duration::MAX`, or a
+/// `--start-timeout` of years) means about thirty years, instead of the panic of
+/// `Instant::now() + timeout`.
+pub(crate) fn deadline_after(timeout: std::time::Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + std::time::Duration::from_secs(30 * 365 * 24 * 3600))
+}
+
+/// The server's URL: an IPv6 pod IP goes in brackets (`http://[fd00::5]:8888`).
+pub(crate) fn server_url(ip: &str, port: u16) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(ip) => format!("http://{}", std::net::SocketAddr::new(ip, port)),
+        // Not an address (never from a real kubelet): as it is.
+        Err(_) => format!("http://{ip}:{port}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_pod_ips_are_bracketed() {
+        assert_eq!(server_url("10.0.0.7", 8888), "http://10.0.0.7:8888");
+        assert_eq!(
+            server_url("fd00:10:244::5", 8888),
+            "http://[fd00:10:244::5]:8888"
+        );
+    }
+
+    #[test]
+    fn huge_timeouts_do_not_panic() {
+        let far = deadline_after(std::time::Duration::MAX);
+        assert!(far > Instant::now() + std::time::Duration::from_secs(3600 * 24 * 365));
+        let soon = deadline_after(std::time::Duration::from_secs(1));
+        assert!(soon <= Instant::now() + std::time::Duration::from_secs(1));
+    }
+}

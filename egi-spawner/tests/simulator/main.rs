@@ -7,4 +7,5 @@ mod claims;
 mod faults;
 mod lifecycle;
 mod races;
+mod real_cluster;
 mod tokens;
