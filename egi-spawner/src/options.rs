@@ -63,6 +63,16 @@ fn string_value<'a>(key: &str, value: &'a Value) -> Result<Option<&'a str>, Opti
     }
 }
 
+/// Whether `key` names a profile option (`profile-option-...`, or an option of any
+/// configured profile): such keys are checked; others are ignored as KubeSpawner does.
+fn is_profile_option_key(config: &KubeSpawnerConfig, key: &str) -> bool {
+    key.starts_with("profile-option-")
+        || config
+            .profile_list
+            .iter()
+            .any(|p| p.profile_options.iter().any(|(name, _)| name == key))
+}
+
 /// A profile and the choice key of each of its options.
 type Selection<'c> = (&'c Profile, Vec<(&'c str, String)>);
 
@@ -108,7 +118,10 @@ fn select<'c>(
         ),
     };
     let Some(profile) = profile else {
-        if let Some(key) = user_options.keys().find(|k| *k != "profile") {
+        if let Some(key) = user_options
+            .keys()
+            .find(|k| *k != "profile" && is_profile_option_key(config, k))
+        {
             return Err(OptionsError::UnknownKey { key: shorten(key) });
         }
         return Ok(None);
@@ -135,7 +148,14 @@ fn select<'c>(
                 .map(|(n, _)| n.as_str())
         });
         let Some(option) = option else {
-            return Err(OptionsError::UnknownKey { key: shorten(key) });
+            if is_profile_option_key(config, key) {
+                // An option of another profile: a mistake worth saying, not a silent default.
+                return Err(OptionsError::UnknownKey { key: shorten(key) });
+            }
+            // A key no profile knows (a hub-side marker such as egi-monitoring's run marker,
+            // BinderHub's extra options): KubeSpawner ignores these, and so do we.
+            tracing::debug!(key = %shorten(key), "user option ignored: no profile has it");
+            continue;
         };
         if given.iter().any(|(o, _)| *o == option) {
             return Err(OptionsError::DuplicateOption {

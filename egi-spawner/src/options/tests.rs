@@ -126,11 +126,27 @@ fn no_visible_profile() {
 }
 
 #[test]
+fn keys_no_profile_knows_are_ignored_as_kubespawner_does() {
+    let c = config();
+    let u = user("bob", &["vo.gpu.eu"]);
+    let marker = json!({"profile": "gpu", "egi_monitoring_run": {"id": "x", "busy_until": 1.0}});
+    let plan = resolve(&c, &u, "", &opts(marker)).unwrap();
+    assert_eq!(plan.profile.as_deref(), Some("gpu"));
+    let plan = resolve(&c, &u, "", &opts(json!({"binder_ref": "main"}))).unwrap();
+    assert!(plan.profile.is_some());
+    // Still checked for control characters, like every key.
+    assert!(resolve(&c, &u, "", &opts(json!({"x\u{1}": 1}))).is_err());
+}
+
+#[test]
 fn hostile_options_are_rejected_with_the_key() {
     let c = config();
     let u = user("bob", &["vo.gpu.eu"]);
     let cases = [
-        (json!({"garbage": "x"}), "unknown user option \"garbage\""),
+        (
+            json!({"profile-option-gpu--nope": "x"}),
+            "unknown user option \"profile-option-gpu--nope\"",
+        ),
         (
             json!({"profile": 3}),
             "user option \"profile\" must be a string, not a number",
@@ -191,7 +207,9 @@ fn without_profiles() {
     assert_eq!(plan.profile, None);
     assert_eq!(plan.claim, ClaimPlan::None);
     assert!(resolve(&c, &user("a", &[]), "", &opts(json!({"profile": "x"}))).is_err());
-    assert!(resolve(&c, &user("a", &[]), "", &opts(json!({"image": "x"}))).is_err());
+    // A key no profile knows is ignored, as KubeSpawner does: it cannot change the image.
+    let plan = resolve(&c, &user("a", &[]), "", &opts(json!({"image": "x"}))).unwrap();
+    assert_eq!(plan.settings.image, c.settings().image);
 }
 
 #[test]

@@ -102,6 +102,7 @@ pub fn user_model(gw: &Gateway, user: &UserEntry) -> Value {
                 "url": server_prefix(base, &user.user.name, name),
                 "started": s.started().map(|t| t.to_rfc3339()),
                 "last_activity": s.last_activity().map(|t| t.to_rfc3339()),
+                "user_options": s.user_options(),
             }),
         );
     }

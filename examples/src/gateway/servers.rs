@@ -102,6 +102,11 @@ impl Server {
         }
     }
 
+    /// The `user_options` it was started with (JupyterHub's server model shows them).
+    pub fn user_options(&self) -> serde_json::Map<String, serde_json::Value> {
+        lock(&self.user_options).clone()
+    }
+
     /// The last activity the server reported.
     pub fn last_activity(&self) -> Option<chrono::DateTime<chrono::Utc>> {
         *lock(&self.last_activity)
