@@ -271,6 +271,7 @@ fn faults(rt: &tokio::runtime::Runtime) -> Result<()> {
 
     let slow = JupyterHub::start_with(&Options {
         slow_spawn_timeout: Duration::from_secs(10),
+        ..Options::default()
     })
     .map_err(|e| format!("{e:#}"))?;
     let c = client(&slow, slow.token(), Duration::from_secs(60))?;

@@ -145,9 +145,15 @@ impl Outcome {
             .map(|p| p.duration)
     }
 
-    /// Seconds since the Unix epoch at which the run started (EGI's `time`).
+    /// Seconds since the Unix epoch at which the run started.
     pub fn started_epoch(&self) -> f64 {
         epoch_seconds(self.started)
+    }
+
+    /// Seconds since the Unix epoch at which the run ended (EGI's `time`: when the result
+    /// was known).
+    pub fn ended_epoch(&self) -> f64 {
+        epoch_seconds(self.started + self.duration)
     }
 }
 
@@ -221,6 +227,14 @@ impl Timeline {
             ok: result.is_ok(),
         });
         result
+    }
+
+    /// Marks the last phase called `name` as failed: it finished, but what it found is a
+    /// failure (a cell that raised, a wrong output).
+    pub fn mark_failed(&mut self, name: &str) {
+        if let Some(phase) = self.phases.iter_mut().rev().find(|p| p.name == name) {
+            phase.ok = false;
+        }
     }
 
     /// Records a detail for the outcome.
@@ -303,5 +317,21 @@ mod tests {
         assert_eq!(outcome.phases.len(), 1);
         assert!(!outcome.phases[0].ok);
         assert_eq!(outcome.phase("start"), Some(Duration::from_secs(5)));
+    }
+
+    #[tokio::test]
+    async fn a_phase_that_found_a_failure_is_marked_failed() {
+        let mut timeline = Timeline::start();
+        for name in ["cell 1", "cell 2"] {
+            let ran = timeline
+                .phase(name, Duration::from_secs(1), async { Ok(()) })
+                .await;
+            assert!(ran.is_ok());
+        }
+        timeline.mark_failed("cell 2");
+        let outcome = timeline.finish(Status::Critical, "cell 2 raised");
+        let oks: Vec<bool> = outcome.phases.iter().map(|p| p.ok).collect();
+        assert_eq!(oks, [true, false]);
+        assert!(outcome.ended_epoch() >= outcome.started_epoch());
     }
 }

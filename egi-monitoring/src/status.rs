@@ -1,5 +1,9 @@
 //! What a status service shows, rendered without IO: EGI's `{code,msg,time}` JSON (with
 //! every probe's details alongside), an HTML page, and Prometheus metrics.
+//!
+//! The [`Audience`] decides how much: the public gets the `{code,msg,time}` summary of the
+//! whole and of each probe; viewers the hub authenticated also get phases, timings and
+//! details (kernel output, kernel ids, tracebacks).
 
 use std::fmt::Write as _;
 use std::time::SystemTime;
@@ -25,9 +29,18 @@ impl From<&Outcome> for StatusRecord {
         Self {
             code: outcome.status,
             msg: outcome.message.clone(),
-            time: outcome.started_epoch(),
+            time: outcome.ended_epoch(),
         }
     }
+}
+
+/// Who a page is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Anyone: the `{code,msg,time}` summary of the whole and of each probe.
+    Public,
+    /// A viewer the hub authenticated (scope `access:services`): phases, timings, details.
+    Authenticated,
 }
 
 /// What a status service keeps of one probe.
@@ -60,9 +73,24 @@ impl ProbeRecord {
 
 /// The overall record: the worst status; the messages of the probes that have it (all of
 /// them when everything is OK), each prefixed by its probe's name when there are several;
-/// the time of the oldest last run, so that one stuck probe makes the result stale. Before
-/// any run: UNKNOWN at `since`.
+/// the end time of the oldest last run, so that one stuck probe makes the result stale.
+/// Before every probe ran: UNKNOWN at `since`.
 pub fn overall(records: &[ProbeRecord], since: SystemTime) -> StatusRecord {
+    overall_or(records, since, None)
+}
+
+/// [`overall`], except that until every probe ran, the `previous` record (the status file
+/// a restarted service found) stands, as EGI's tool keeps serving its last file.
+pub fn overall_or(
+    records: &[ProbeRecord],
+    since: SystemTime,
+    previous: Option<&StatusRecord>,
+) -> StatusRecord {
+    if let Some(previous) = previous
+        && records.iter().any(|r| r.last.is_none())
+    {
+        return previous.clone();
+    }
     let ran: Vec<(&str, &Outcome)> = records
         .iter()
         .filter_map(|r| r.last.as_ref().map(|o| (r.name.as_str(), o)))
@@ -95,7 +123,7 @@ pub fn overall(records: &[ProbeRecord], since: SystemTime) -> StatusRecord {
         .join("; ");
     let time = ran
         .iter()
-        .map(|(_, o)| o.started_epoch())
+        .map(|(_, o)| o.ended_epoch())
         .fold(f64::INFINITY, f64::min);
     StatusRecord { code, msg, time }
 }
@@ -104,16 +132,34 @@ pub fn overall(records: &[ProbeRecord], since: SystemTime) -> StatusRecord {
 /// work unchanged) and a `probes` object with each probe's record, duration, phases and
 /// details.
 pub fn status_json(records: &[ProbeRecord], since: SystemTime) -> Value {
-    let all = overall(records, since);
+    status_json_for(records, since, None, Audience::Authenticated)
+}
+
+/// [`status_json`] for `audience`, with the `previous` record standing until every probe
+/// ran ([`overall_or`]). For [`Audience::Public`], each probe has only `code`, `msg` and
+/// `time`.
+pub fn status_json_for(
+    records: &[ProbeRecord],
+    since: SystemTime,
+    previous: Option<&StatusRecord>,
+    audience: Audience,
+) -> Value {
+    let all = overall_or(records, since, previous);
     let probes: serde_json::Map<String, Value> = records
         .iter()
         .map(|r| {
             let value = match &r.last {
                 None => Value::Null,
+                Some(o) if audience == Audience::Public => json!({
+                    "code": o.status,
+                    "msg": o.message,
+                    "time": o.ended_epoch(),
+                }),
                 Some(o) => json!({
                     "code": o.status,
                     "msg": o.message,
-                    "time": o.started_epoch(),
+                    "time": o.ended_epoch(),
+                    "started": o.started_epoch(),
                     "duration": o.duration.as_secs_f64(),
                     "phases": o.phases.iter().map(|p| json!({
                         "name": p.name, "seconds": p.duration.as_secs_f64(), "ok": p.ok,
@@ -152,7 +198,21 @@ fn rfc3339(epoch: f64) -> String {
 /// A self-contained HTML page: the overall status, then one section per probe with its
 /// message, phases and details.
 pub fn status_html(title: &str, records: &[ProbeRecord], since: SystemTime) -> String {
-    let all = overall(records, since);
+    status_html_for(title, records, since, None, Audience::Authenticated, "")
+}
+
+/// [`status_html`] for `audience`, with the `previous` record standing until every probe
+/// ran; `footer` is HTML added at the end (such as a link to the details). For
+/// [`Audience::Public`], each probe shows its status and message only.
+pub fn status_html_for(
+    title: &str,
+    records: &[ProbeRecord],
+    since: SystemTime,
+    previous: Option<&StatusRecord>,
+    audience: Audience,
+    footer: &str,
+) -> String {
+    let all = overall_or(records, since, previous);
     let colour = |s: Status| match s {
         Status::Ok => "#2e7d32",
         Status::Warning => "#ef6c00",
@@ -179,13 +239,24 @@ pub fn status_html(title: &str, records: &[ProbeRecord], since: SystemTime) -> S
             page.push_str("<p>not run yet</p>\n");
             continue;
         };
+        if audience == Audience::Public {
+            let _ = writeln!(
+                page,
+                "<p><span class=\"s\" style=\"background:{}\">{}</span> {} <small>({})</small></p>",
+                colour(o.status),
+                o.status,
+                escape_html(&o.message),
+                rfc3339(o.ended_epoch()),
+            );
+            continue;
+        }
         let _ = write!(
             page,
             "<p><span class=\"s\" style=\"background:{}\">{}</span> {} <small>({}, {:.2} s)</small></p>\n<table>\n",
             colour(o.status),
             o.status,
             escape_html(&o.message),
-            rfc3339(o.started_epoch()),
+            rfc3339(o.ended_epoch()),
             o.duration.as_secs_f64(),
         );
         for p in &o.phases {
@@ -211,6 +282,7 @@ pub fn status_html(title: &str, records: &[ProbeRecord], since: SystemTime) -> S
             record.runs[0], record.runs[1], record.runs[2], record.runs[3]
         );
     }
+    page.push_str(footer);
     page.push_str("</body></html>\n");
     page
 }
@@ -289,6 +361,21 @@ pub fn metrics_text(records: &[ProbeRecord]) -> String {
             .collect(),
     );
     family(
+        "egi_monitoring_probe_phase_success",
+        "gauge",
+        "1 if the phase of the last run succeeded (a cell that raised is 0), else 0.",
+        last.iter()
+            .flat_map(|(n, o)| {
+                o.phases.iter().map(move |p| {
+                    (
+                        format!("probe=\"{}\",phase=\"{}\"", label(n), label(&p.name)),
+                        u8::from(p.ok).to_string(),
+                    )
+                })
+            })
+            .collect(),
+    );
+    family(
         "egi_monitoring_probe_last_run_timestamp_seconds",
         "gauge",
         "When the last run started, in seconds since the epoch.",
@@ -361,7 +448,8 @@ mod tests {
             all.msg,
             "execute: code raised ZeroDivisionError: division by zero"
         );
-        assert_eq!(all.time, 1_700_000_100.0);
+        // The end of the oldest last run (started at 1_700_000_100, took 3.5 s).
+        assert_eq!(all.time, 1_700_000_103.5);
         let ok = &records()[..1];
         assert_eq!(overall(ok, since).msg, "Spawned server in 3 s");
         let none = overall(&[ProbeRecord::new("spawn")], since + Duration::from_secs(5));
@@ -394,8 +482,44 @@ mod tests {
         assert!(page.contains("&lt;b&gt;3.11&lt;/b&gt;"));
         assert!(!page.contains("<b>3.11"));
         assert!(page.contains("<h2>spawn</h2>") && page.contains("<h2>execute</h2>"));
-        assert!(page.contains("2023-11-14T22:15:00Z"), "{page}");
+        assert!(page.contains("2023-11-14T22:15:03Z"), "{page}");
         assert!(page.contains("1 OK, 0 WARNING, 1 CRITICAL, 0 UNKNOWN"));
+    }
+
+    #[test]
+    fn the_public_sees_the_summary_only_and_a_previous_record_stands_until_all_ran() {
+        let json = status_json_for(&records(), SystemTime::UNIX_EPOCH, None, Audience::Public);
+        assert_eq!(json["code"], "CRITICAL");
+        assert_eq!(
+            json["probes"]["execute"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
+            ["code", "msg", "time"]
+        );
+        let page = status_html_for(
+            "t",
+            &records(),
+            SystemTime::UNIX_EPOCH,
+            None,
+            Audience::Public,
+            "<p>details</p>",
+        );
+        assert!(!page.contains("3.11") && !page.contains("start"), "{page}");
+        assert!(page.contains("<p>details</p>"));
+
+        let previous = StatusRecord {
+            code: Status::Ok,
+            msg: "Spawned server in 4 s".into(),
+            time: 1_600_000_000.0,
+        };
+        let mut waiting = records();
+        waiting.push(ProbeRecord::new("hub"));
+        let all = overall_or(&waiting, SystemTime::UNIX_EPOCH, Some(&previous));
+        assert_eq!(all, previous);
+        let done = overall_or(&records(), SystemTime::UNIX_EPOCH, Some(&previous));
+        assert_eq!(done.code, Status::Critical);
     }
 
     #[test]
@@ -407,6 +531,7 @@ mod tests {
             "egi_monitoring_probe_duration_seconds{probe=\"spawn\"} 3.5",
             "egi_monitoring_probe_phase_duration_seconds{probe=\"spawn\",phase=\"start\"} 0.25",
             "egi_monitoring_probe_last_run_timestamp_seconds{probe=\"spawn\"} 1700000100.000",
+            "egi_monitoring_probe_phase_success{probe=\"execute\",phase=\"start\"} 0",
             "egi_monitoring_probe_runs_total{probe=\"execute\",status=\"CRITICAL\"} 1",
             "# TYPE egi_monitoring_probe_runs_total counter",
         ] {

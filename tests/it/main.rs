@@ -16,6 +16,7 @@ mod helpers;
 mod monitoring;
 mod monitoring_examples;
 mod monitoring_faults;
+mod monitoring_field;
 mod prometheus_peer;
 mod sample_data;
 mod sources_agree;

@@ -197,6 +197,7 @@ fn execute_and_notebook_probes_compute() {
                 "user",
                 "start",
                 "ready",
+                "route",
                 "kernel",
                 "websocket",
                 "execute",
@@ -396,6 +397,7 @@ fn a_500_on_the_start_request_gives_the_hubs_message() {
     // start request itself answer 500.
     let hub = JupyterHub::start_with(&Options {
         slow_spawn_timeout: Duration::from_secs(10),
+        ..Options::default()
     })
     .unwrap_or_else(|e| panic!("starting JupyterHub: {e:#}"));
     let client = client(&hub);

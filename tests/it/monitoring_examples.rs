@@ -274,7 +274,8 @@ fn monitor_serves_status_json_html_and_metrics_that_the_check_reads() {
             .contains("spawn: Spawned server in "),
         "{json}"
     );
-    assert_eq!(json["probes"]["execute"]["details"]["result"], "42");
+    // The public JSON is EGI's summary; details are behind the hub's login.
+    assert!(json["probes"]["execute"]["details"].is_null(), "{json}");
 
     let (status, html) = get(&monitor.url, "text/html");
     assert_eq!(status, 200);

@@ -35,6 +35,17 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// Users whose name starts with this have a spawner command that does not exist.
 pub const BROKEN_USER_PREFIX: &str = "broken-";
 
+/// Users whose name starts with this have a server process that exits at once (`false`)
+/// and a 12 s `http_timeout`: with the default `slow_spawn_timeout` (10 s), JupyterHub 6.1
+/// answers the start request 500 before the spawn fails with its reason.
+pub const EXITING_USER_PREFIX: &str = "exits-";
+
+/// The name of the EGI-style status service ([`Options::status_service_url`]).
+pub const STATUS_SERVICE_NAME: &str = "status";
+
+/// The user allowed to see the status service's details (`access:services!service=status`).
+pub const STATUS_VIEWER: &str = "viewer";
+
 /// The name of the service that holds [`JupyterHub::token`].
 pub const SERVICE_NAME: &str = "monitor";
 
@@ -101,12 +112,21 @@ pub struct Options {
     /// JupyterHub's own default (10 s) makes it wait, and answer 500 if the spawn fails
     /// meanwhile.
     pub slow_spawn_timeout: Duration,
+    /// `JupyterHub.base_url`, such as `/jhub/` (default `/`).
+    pub base_url: String,
+    /// Registers a service as EGI's chart does: named [`STATUS_SERVICE_NAME`], `admin:
+    /// true`, with this `url` (the proxy routes `{base}services/status/` to it) and its own
+    /// token ([`JupyterHub::status_token`]); `oauth_no_confirm`, and a role giving
+    /// [`STATUS_VIEWER`] `access:services!service=status`.
+    pub status_service_url: Option<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             slow_spawn_timeout: Duration::ZERO,
+            base_url: "/".into(),
+            status_service_url: None,
         }
     }
 }
@@ -116,7 +136,9 @@ impl Default for Options {
 pub struct JupyterHub {
     child: Child,
     url: String,
+    hub_url: String,
     token: String,
+    status_token: String,
     log: PathBuf,
     // Declared last: removed after the hub has stopped.
     dir: TempDir,
@@ -140,6 +162,8 @@ impl JupyterHub {
             fastrand::u64(..),
             fastrand::u64(..)
         );
+        let status_token = format!("egi-status-{:016x}", fastrand::u64(..));
+        let base = format!("/{}/", options.base_url.trim_matches('/')).replace("//", "/");
         let log = dir.path().join("jupyterhub.log");
         for _ in 0..PORT_ATTEMPTS {
             let ports = Ports {
@@ -150,7 +174,7 @@ impl JupyterHub {
             let config = dir.path().join("jupyterhub_config.py");
             fs::write(
                 &config,
-                config_py(&tools, dir.path(), ports, &token, options),
+                config_py(&tools, dir.path(), ports, (&token, &status_token), options),
             )?;
             let out = fs::File::create(&log)?;
             let mut child = Command::new(tools.venv.join("bin/jupyterhub"))
@@ -163,13 +187,24 @@ impl JupyterHub {
                 .stderr(out)
                 .spawn()
                 .context("starting jupyterhub")?;
-            let url = format!("http://127.0.0.1:{}", ports.public);
-            match wait_ready(&mut child, ports.public, &log) {
+            let url = format!(
+                "http://127.0.0.1:{}{}",
+                ports.public,
+                base.trim_end_matches('/')
+            );
+            let hub_url = format!(
+                "http://127.0.0.1:{}{}",
+                ports.hub,
+                base.trim_end_matches('/')
+            );
+            match wait_ready(&mut child, ports.public, &base, &log) {
                 Ok(true) => {
                     return Ok(Self {
                         child,
                         url,
+                        hub_url,
                         token,
+                        status_token,
                         log,
                         dir,
                     });
@@ -187,7 +222,24 @@ impl JupyterHub {
         )
     }
 
-    /// The public URL (the proxy), such as `http://127.0.0.1:41234` (no trailing slash).
+    /// The hub's REST API URL on the hub's own port, bypassing the proxy, as EGI's chart sets
+    /// `MONITORED_URL` (`http://hub:8081/hub/api`).
+    pub fn internal_api_url(&self) -> String {
+        format!("{}/hub/api", self.hub_url)
+    }
+
+    /// The token of the status service ([`Options::status_service_url`]).
+    pub fn status_token(&self) -> &str {
+        &self.status_token
+    }
+
+    /// The PID of the hub process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The public URL (the proxy) with the base URL, such as `http://127.0.0.1:41234` or
+    /// `http://127.0.0.1:41234/jhub` (no trailing slash).
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -249,7 +301,13 @@ fn py(s: &str) -> String {
     serde_json::Value::String(s.to_owned()).to_string()
 }
 
-fn config_py(tools: &Tools, dir: &Path, ports: Ports, token: &str, options: &Options) -> String {
+fn config_py(
+    tools: &Tools,
+    dir: &Path,
+    ports: Ports,
+    (token, status_token): (&str, &str),
+    options: &Options,
+) -> String {
     let d = |name: &str| py(&dir.join(name).display().to_string());
     let venv_bin = tools.venv.join("bin");
     let singleuser = py(&venv_bin.join("jupyterhub-singleuser").display().to_string());
@@ -262,6 +320,20 @@ fn config_py(tools: &Tools, dir: &Path, ports: Ports, token: &str, options: &Opt
     let service = py(SERVICE_NAME);
     let prefix = py(BROKEN_USER_PREFIX);
     let slow = options.slow_spawn_timeout.as_secs_f64();
+    let base = py(&format!("/{}/", options.base_url.trim_matches('/')).replace("//", "/"));
+    let exiting = py(EXITING_USER_PREFIX);
+    let status = match &options.status_service_url {
+        None => String::new(),
+        Some(url) => format!(
+            r#"c.JupyterHub.services.append({{"name": {name}, "api_token": {tok}, "admin": True, "url": {url}, "oauth_no_confirm": True}})
+c.JupyterHub.load_roles.append({{"name": "status-viewers", "scopes": ["access:services!service=" + {name}], "users": [{viewer}]}})
+"#,
+            name = py(STATUS_SERVICE_NAME),
+            tok = py(status_token),
+            url = py(url),
+            viewer = py(STATUS_VIEWER),
+        ),
+    };
     let (public, proxy_api, hub) = (ports.public, ports.proxy_api, ports.hub);
     let (db, secret, hub_pid, proxy_pid) = (
         d("jupyterhub.sqlite"),
@@ -276,6 +348,7 @@ c.JupyterHub.ip = "127.0.0.1"
 c.JupyterHub.port = {public}
 c.JupyterHub.hub_ip = "127.0.0.1"
 c.JupyterHub.hub_port = {hub}
+c.JupyterHub.base_url = {base}
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api}"
 c.ConfigurableHTTPProxy.command = [{proxy}]
 c.ConfigurableHTTPProxy.pid_file = {proxy_pid}
@@ -296,11 +369,15 @@ c.JupyterHub.services = [{{"name": {service}, "api_token": {token}}}]
 c.JupyterHub.load_roles = [
     {{"name": "egi-monitoring", "scopes": [{scopes}], "services": [{service}]}},
 ]
+{status}
 
 
 def _broken_spawner_command(spawner):
     if spawner.user.name.startswith({prefix}):
         spawner.cmd = [{broken}]
+    if spawner.user.name.startswith({exiting}):
+        spawner.cmd = ["/bin/false"]
+        spawner.http_timeout = 12
 
 
 c.Spawner.pre_spawn_hook = _broken_spawner_command
@@ -317,7 +394,7 @@ fn path_with(dir: &Path) -> String {
 /// Polls `GET /hub/api/` through the proxy until it answers 200 (`Ok(true)`), the hub exits
 /// because a port was taken (`Ok(false)`), it exits otherwise or the deadline passes (errors
 /// with the log's tail).
-fn wait_ready(child: &mut Child, port: u16, log: &Path) -> Result<bool> {
+fn wait_ready(child: &mut Child, port: u16, base: &str, log: &Path) -> Result<bool> {
     let deadline = Instant::now() + READY_TIMEOUT;
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     loop {
@@ -328,7 +405,7 @@ fn wait_ready(child: &mut Child, port: u16, log: &Path) -> Result<bool> {
             }
             bail!("jupyterhub exited before it was ready ({status}):\n{log}");
         }
-        if let Ok(200) = get_status(addr, "/hub/api/") {
+        if let Ok(200) = get_status(addr, &format!("{base}hub/api/")) {
             return Ok(true);
         }
         if Instant::now() > deadline {
@@ -421,9 +498,11 @@ mod tests {
             &tools,
             Path::new("/tmp/d"),
             ports,
-            "tok",
+            ("tok", "st"),
             &Options::default(),
         );
+        assert!(text.contains(r#"c.JupyterHub.base_url = "/""#));
+        assert!(!text.contains("\"admin\": True"));
         assert!(text.contains(r#"c.ConfigurableHTTPProxy.command = ["/chp/\"proxy\""]"#));
         assert!(text.contains(r#"c.Spawner.cmd = ["/v env/bin/jupyterhub-singleuser"]"#));
         assert!(text.contains(r#"{"slow_spawn_timeout": 0}"#));
@@ -434,8 +513,13 @@ mod tests {
         assert!(text.contains(r#""read:metrics""#));
         let slow = Options {
             slow_spawn_timeout: Duration::from_secs(10),
+            base_url: "jhub".into(),
+            status_service_url: Some("http://127.0.0.1:9/".into()),
         };
-        assert!(config_py(&tools, Path::new("/d"), ports, "t", &slow).contains("timeout\": 10}"));
+        let text = config_py(&tools, Path::new("/d"), ports, ("t", "st"), &slow);
+        assert!(text.contains("timeout\": 10}"));
+        assert!(text.contains(r#"c.JupyterHub.base_url = "/jhub/""#));
+        assert!(text.contains(r#""api_token": "st", "admin": True, "url": "http://127.0.0.1:9/""#));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 mod model;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
@@ -71,6 +71,7 @@ impl HubClientBuilder {
             return Err(Error::Config("the API token is empty".into()));
         }
         let hub = base_url(&self.url)?;
+        let public_given = self.public_url.is_some();
         let public = match self.public_url {
             Some(url) => base_url(&url)?,
             None => hub.clone(),
@@ -88,6 +89,7 @@ impl HubClientBuilder {
             http,
             hub,
             public,
+            public_given,
             token,
             request_timeout: self.request_timeout,
         })
@@ -122,6 +124,7 @@ pub struct HubClient {
     http: reqwest::Client,
     hub: Url,
     public: Url,
+    public_given: bool,
     token: SecretString,
     request_timeout: Duration,
 }
@@ -160,6 +163,18 @@ impl HubClient {
         &self.public
     }
 
+    /// The timeout of a start request: the request timeout, but at least 30 s, as the hub
+    /// holds the request up to its `slow_spawn_timeout` (10 s by default) before answering.
+    pub fn start_timeout(&self) -> Duration {
+        self.request_timeout.max(Duration::from_secs(30))
+    }
+
+    /// Whether the proxy's URL was given apart from the hub API URL
+    /// ([`HubClientBuilder::public_url`]).
+    pub fn public_url_given(&self) -> bool {
+        self.public_given
+    }
+
     /// The request timeout.
     pub fn request_timeout(&self) -> Duration {
         self.request_timeout
@@ -171,10 +186,19 @@ impl HubClient {
     }
 
     /// `{public}{server_path}{segments...}`: a route of a single-user server, whose path
-    /// (such as `/user/monitor/`) comes from the hub.
+    /// (such as `/user/monitor/`) comes from the hub. An absolute `server_path`
+    /// (`http://10.0.0.5:8888/user/monitor/`, a server reached directly) replaces the
+    /// proxy's URL.
     pub fn server_url(&self, server_path: &str, segments: &[&str]) -> Url {
-        let mut url = self.public.clone();
-        url.set_path(&format!("/{}", server_path.trim_matches('/')));
+        let (mut url, path) = match Url::parse(server_path) {
+            Ok(absolute) if matches!(absolute.scheme(), "http" | "https") => {
+                let path = absolute.path().to_owned();
+                (absolute, path)
+            }
+            _ => (self.public.clone(), server_path.to_owned()),
+        };
+        url.set_query(None);
+        url.set_path(&format!("/{}", path.trim_matches('/')));
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty().extend(segments);
         }
@@ -193,33 +217,52 @@ impl HubClient {
         url: Url,
         json: Option<&serde_json::Value>,
     ) -> Result<(StatusCode, Vec<u8>, String)> {
+        self.send_within(method, url, json, self.request_timeout)
+            .await
+    }
+
+    /// [`HubClient::send`] with its own timeout.
+    async fn send_within(
+        &self,
+        method: Method,
+        url: Url,
+        json: Option<&serde_json::Value>,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Vec<u8>, String)> {
         let what = describe(&method, &url);
         tracing::debug!(request = %what, "hub request");
         let mut request = self
             .http
             .request(method, url)
             .header(reqwest::header::AUTHORIZATION, self.authorization())
-            .timeout(self.request_timeout);
+            .timeout(timeout);
         if let Some(body) = json {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.to_string());
         }
-        let response = request.send().await.map_err(|e| self.io_error(&what, e))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.io_error_within(&what, e, timeout))?;
         let status = response.status();
         let body = match read_body(response, MAX_BODY_BYTES, &what).await {
             Ok(body) => body,
             Err(BodyError::TooLarge(e)) => return Err(e),
-            Err(BodyError::Transport(e)) => return Err(self.io_error(&what, e)),
+            Err(BodyError::Transport(e)) => return Err(self.io_error_within(&what, e, timeout)),
         };
         Ok((status, body, what))
     }
 
     fn io_error(&self, what: &str, source: reqwest::Error) -> Error {
+        self.io_error_within(what, source, self.request_timeout)
+    }
+
+    fn io_error_within(&self, what: &str, source: reqwest::Error, after: Duration) -> Error {
         if source.is_timeout() {
             Error::Timeout {
                 phase: what.to_owned(),
-                after: self.request_timeout,
+                after,
             }
         } else {
             Error::Connect {
@@ -312,14 +355,44 @@ impl HubClient {
 
     /// Starts the server `server` (`""`: the default) of `user`.
     pub async fn start_server(&self, user: &str, server: &str) -> Result<StartState> {
+        self.start_server_with(user, server, &serde_json::json!({}))
+            .await
+    }
+
+    /// Starts a server with `options` (the spawner's `user_options`, which the hub keeps
+    /// and shows in the server's model).
+    pub async fn start_server_with(
+        &self,
+        user: &str,
+        server: &str,
+        options: &serde_json::Value,
+    ) -> Result<StartState> {
         let url = self.server_route(user, server, &[]);
-        let body = serde_json::json!({});
-        let (status, body, what) = self.send(Method::POST, url, Some(&body)).await?;
+        let (status, body, what) = self
+            .send_within(Method::POST, url, Some(options), self.start_timeout())
+            .await?;
         match status {
             StatusCode::CREATED => Ok(StartState::Started),
             StatusCode::ACCEPTED => Ok(StartState::Pending),
             _ => Err(unexpected(&what, status.as_u16(), &body)),
         }
+    }
+
+    /// The proxy's routing table (`GET /hub/api/proxy`, scope `proxy`, which EGI's
+    /// `admin: true` service has): route spec (`/user/monitor/`) to target
+    /// (`http://10.0.0.5:8888`).
+    pub async fn proxy_routes(&self) -> Result<BTreeMap<String, String>> {
+        let routes: BTreeMap<String, model::ProxyRoute> =
+            self.get_json(self.hub_url(&["api", "proxy"])).await?;
+        Ok(routes.into_iter().map(|(k, v)| (k, v.target)).collect())
+    }
+
+    /// The status code of `GET {server}api` (the server's version) through
+    /// [`HubClient::server_url`]: 200 when `server_path` reaches the server.
+    pub async fn server_status(&self, server_path: &str) -> Result<u16> {
+        let url = self.server_url(server_path, &["api"]);
+        let (status, _, _) = self.send(Method::GET, url, None).await?;
+        Ok(status.as_u16())
     }
 
     /// Asks the hub to stop a server.

@@ -45,6 +45,20 @@ pub struct Server {
     /// When it was started (ISO 8601).
     #[serde(default)]
     pub started: Option<String>,
+    /// Its full URL (`https://hub.example/user/monitor/`), only when the hub knows its own
+    /// public URL (`JupyterHub.public_url`).
+    #[serde(default)]
+    pub full_url: Option<String>,
+    /// The options it was started with (a probe's run marker among them).
+    #[serde(default)]
+    pub user_options: serde_json::Value,
+}
+
+/// One route of the proxy (`GET /hub/api/proxy`).
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct ProxyRoute {
+    /// Where the proxy sends it.
+    pub(crate) target: String,
 }
 
 /// What `POST .../server` said.

@@ -1,7 +1,7 @@
 //! Probes that compute: run code, or a whole notebook, in a kernel of a freshly spawned
 //! server.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::hub::HubClient;
 use crate::kernel::protocol::{Execution, KernelError};
 use crate::kernel::{self, Channels};
@@ -173,6 +173,11 @@ async fn in_kernel(
     timeline: &mut Timeline,
 ) -> Result<(Status, String)> {
     let t = settings.timeouts;
+    let (server_path, how) = timeline
+        .phase("route", t.request, route(client, settings, server_path))
+        .await?;
+    let server_path = server_path.as_str();
+    timeline.detail("kernel_route", how);
     let id = timeline
         .phase(
             "kernel",
@@ -213,6 +218,72 @@ async fn in_kernel(
     }
 }
 
+/// Where kernel requests go, and how that was decided (for the status): through the proxy
+/// when its URL was given or the hub API URL reaches the server; else to the URL the hub
+/// knows for it (`full_url`, with `JupyterHub.public_url`); else straight to the server, at
+/// the proxy's target for it (`GET /hub/api/proxy`), as the proxy itself would, when the
+/// hub API URL is the hub's own address (EGI's chart: `http://hub:8081/hub/api`).
+async fn route(
+    client: &HubClient,
+    settings: &SpawnSettings,
+    server_path: &str,
+) -> Result<(String, String)> {
+    let given = client.public_base().as_str();
+    if client.public_url_given() {
+        return Ok((
+            server_path.to_owned(),
+            format!("through the proxy at {given}"),
+        ));
+    }
+    let status = client.server_status(server_path).await?;
+    if status == 200 {
+        return Ok((server_path.to_owned(), format!("through {given}")));
+    }
+    let full_url = client
+        .user(&settings.user)
+        .await?
+        .and_then(|u| u.server(&settings.server).and_then(|s| s.full_url.clone()));
+    if let Some(full) = full_url {
+        return Ok((
+            full.clone(),
+            format!(
+                "to the server's public URL {full} (GET {server_path}api on {given} answered HTTP {status})"
+            ),
+        ));
+    }
+    let routes = client.proxy_routes().await.map_err(|e| {
+        Error::Config(format!(
+            "kernel requests through {given} do not reach the server (GET {server_path}api \
+             answered HTTP {status}), and the proxy's routes are not readable ({}): set \
+             MONITORED_PUBLIC_URL to the proxy's URL, or give the token the proxy scope",
+            e.report()
+        ))
+    })?;
+    let target = routes
+        .iter()
+        .find(|(spec, _)| spec.trim_end_matches('/') == server_path.trim_end_matches('/'))
+        .map(|(_, target)| target.clone())
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "kernel requests through {given} do not reach the server (GET {server_path}api \
+                 answered HTTP {status}) and the proxy has no route for it: set \
+                 MONITORED_PUBLIC_URL to the proxy's URL"
+            ))
+        })?;
+    let direct = format!(
+        "{}/{}/",
+        target.trim_end_matches('/'),
+        server_path.trim_matches('/')
+    );
+    Ok((
+        direct,
+        format!(
+            "directly to the server at {target}, the proxy's target for {server_path} \
+             ({given} is the hub's own address: GET {server_path}api answered HTTP {status})"
+        ),
+    ))
+}
+
 async fn run(
     channels: &mut Channels,
     job: Job<'_>,
@@ -228,12 +299,14 @@ async fn run(
             record_outputs(timeline, "", &execution);
             let took = seconds(timeline.phase_duration("execute").unwrap_or_default());
             if let Some(error) = &execution.error {
+                timeline.mark_failed("execute");
                 return Ok((Status::Critical, format!("code raised {}", describe(error))));
             }
             let result = execution.result().unwrap_or("");
             if let Some(expected) = expected
                 && result.trim() != expected.trim()
             {
+                timeline.mark_failed("execute");
                 return Ok((
                     Status::Critical,
                     format!("code returned {result:?}, expected {expected:?}"),
@@ -254,6 +327,7 @@ async fn run(
                     .await?;
                 record_outputs(timeline, &format!("cell {} ", cell.index), &execution);
                 if let Some(error) = &execution.error {
+                    timeline.mark_failed(&phase);
                     let message = format!(
                         "cell {} of {} raised {}",
                         cell.index,
@@ -263,6 +337,7 @@ async fn run(
                     return Ok((Status::Critical, message));
                 }
                 if let Err(mismatch) = check_output(cell, &execution) {
+                    timeline.mark_failed(&phase);
                     let message = format!(
                         "wrong output in {}: {mismatch} ({n} cells ran fine before)",
                         notebook.name

@@ -3,9 +3,15 @@
 //! | probe | phases |
 //! |---|---|
 //! | [`HubReachable`] | `version` (`GET /hub/api/`), `token` (`GET /hub/api/user`) |
-//! | [`SpawnProbe`] | `user`, `leftover` (only if a server is there), `start`, `ready` (progress stream), `stop` |
-//! | [`ExecuteProbe`] | spawn phases, then `kernel`, `execute`, `kernel delete`, before `stop` |
-//! | [`NotebookProbe`] | spawn phases, then `kernel`, `cell N` per code cell, `kernel delete`, before `stop` |
+//! | [`SpawnProbe`] | `user`, `busy` (only while another probe run uses the server), `leftover` (only if a server is there), `start`, `reason` (only if the start request failed with 5xx), `ready` (progress stream), `stop` |
+//! | [`ExecuteProbe`] | spawn phases, then `route`, `kernel`, `websocket`, `execute`, `kernel delete`, before `stop` |
+//! | [`NotebookProbe`] | spawn phases, then `route`, `kernel`, `websocket`, `cell N` per code cell, `kernel delete`, before `stop` |
+//!
+//! A phase that finished but found a failure (a cell that raised, a wrong output) is marked
+//! failed too. A server a probe starts carries a run marker in its `user_options`, so that
+//! another run with the same user waits for it rather than stopping it as a leftover.
+//! `route` decides where kernel requests go: through the proxy, or, when the hub API URL is
+//! the hub's own address (EGI's chart), straight to the server at the proxy's target for it.
 //! | [`BinderHealth`] | `health` (`GET {url}/health`) |
 //!
 //! Every phase runs under a timeout from [`Timeouts`]; once a server start was requested,

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::hub::{HubClient, StartState};
+use crate::hub::{HubClient, Server, StartState, User};
 use crate::outcome::{Outcome, Status, Timeline, seconds};
 use crate::probes::{Probe, ProbeFuture, SpawnSettings};
 
@@ -30,49 +30,92 @@ pub(super) async fn bring_up(
         .phase("user", t.request, async {
             match client.user(user).await? {
                 Some(u) => Ok(u),
-                None => client.create_user(user).await,
+                None => match client.create_user(user).await {
+                    // Another probe run created it meanwhile.
+                    Err(Error::Http { status: 409, .. }) => {
+                        client.user(user).await?.ok_or_else(|| Error::Malformed {
+                            what: format!("POST /hub/api/users/{user}"),
+                            message: "409 (exists), yet the user is not found".into(),
+                        })
+                    }
+                    created => created,
+                },
             }
         })
         .await?;
-    if let Some(leftover) = existing.server(server) {
-        let state = match (&leftover.pending, leftover.ready) {
-            (Some(p), _) => format!("pending {p}"),
-            (None, true) => "ready".to_owned(),
-            (None, false) => "not ready".to_owned(),
-        };
-        tracing::info!(user, server, state, "stopping a leftover server");
-        timeline
-            .phase(
-                "leftover",
-                t.stop,
-                client.stop_server_and_wait(user, server, settings.stop_poll),
-            )
-            .await?;
-        let took = timeline.phase_duration("leftover").unwrap_or_default();
-        let text = format!("stopped a leftover server ({state}) in {}", seconds(took));
-        timeline.detail("leftover", text.clone());
-        up.leftover = Some(text);
-    }
+    let marker = RunMarker::new(t);
     let spawn_started = tokio::time::Instant::now();
-    up.start_requested = true;
-    let state = match timeline
-        .phase(
-            "start",
-            t.request.min(t.spawn),
-            client.start_server(user, server),
-        )
-        .await
-    {
+    let mut existing = existing;
+    let mut attempts = 0;
+    let state = loop {
+        attempts += 1;
+        if let Some(other) = existing.server(server).and_then(busy_until)
+            && attempts <= 3
+        {
+            // Another probe run (same user, another monitor) is using the server: wait for it
+            // to stop it, rather than stopping it under its feet.
+            let wait = Duration::from_secs_f64((other - epoch_now()).max(0.0)).min(t.spawn);
+            tracing::info!(user, server, "the server is another probe run's: waiting");
+            existing = timeline
+                .phase(
+                    "busy",
+                    wait,
+                    wait_gone(client, user, server, settings.stop_poll),
+                )
+                .await
+                .or_else(|e| if e.is_timeout() { Ok(None) } else { Err(e) })?
+                .unwrap_or(existing);
+            let took = timeline.phase_duration("busy").unwrap_or_default();
+            timeline.detail(
+                "busy",
+                format!("waited {} for another probe run's server", seconds(took)),
+            );
+        }
+        if let Some(leftover) = existing.server(server) {
+            stop_leftover(client, settings, timeline, up, leftover).await?;
+        }
+        up.start_requested = true;
+        let started = timeline
+            .phase(
+                "start",
+                client.start_timeout().max(t.request).min(t.spawn),
+                client.start_server_with(user, server, &marker.options()),
+            )
+            .await;
+        match started {
+            // Someone else's start came first (400 "is already running", or a 202 for
+            // its pending spawn): wait for that run, then try again.
+            Err(Error::Http { status: 400, .. }) if attempts < 3 => up.start_requested = false,
+            Ok(state) if attempts < 3 => {
+                let now = client.user(user).await?;
+                match now.as_ref().and_then(|u| u.server(server)) {
+                    Some(s) if !marker.is_ours(s) && busy_until(s).is_some() => {
+                        up.start_requested = false;
+                    }
+                    _ => break Ok(state),
+                }
+            }
+            other => break other,
+        }
+        existing = client.user(user).await?.unwrap_or(existing);
+    };
+    let state = match state {
         Ok(state) => state,
         // JupyterHub answers 500 when the spawn fails within its slow_spawn_timeout, with a
-        // generic message; the progress stream of the failed spawn has the reason.
+        // generic message (and 6.1 also when the spawn is merely slow to fail); the progress
+        // stream of the spawn has the reason, once the hub has it.
         Err(Error::Http {
             what,
             status,
             message,
         }) if status >= 500 => {
+            let remaining = t.spawn.saturating_sub(spawn_started.elapsed());
             let reason = timeline
-                .phase("reason", t.request, failure_reason(client, user, server))
+                .phase(
+                    "reason",
+                    remaining.max(t.request),
+                    failure_reason(client, user, server),
+                )
                 .await;
             return Err(match reason {
                 Ok(Some(reason)) => Error::SpawnFailed(format!(
@@ -81,7 +124,10 @@ pub(super) async fn bring_up(
                 _ => Error::Http {
                     what,
                     status,
-                    message,
+                    message: format!(
+                        "{message}; the hub gave no reason through its API (no failed event \
+                         on the spawn's progress stream): see the hub's log"
+                    ),
                 },
             });
         }
@@ -128,14 +174,107 @@ async fn wait_ready(
     Err(Error::ProgressEnded(last))
 }
 
-/// The reason of a spawn that already failed, from the first event of its progress stream.
+/// The reason of a spawn whose start request failed: its progress stream, followed to the
+/// failed event (JupyterHub 6.1 may answer 500 while the spawn is still failing). `None`
+/// when the stream ends (or the spawn turns ready) without one.
 async fn failure_reason(client: &HubClient, user: &str, server: &str) -> Result<Option<String>> {
     let mut events = client.progress(user, server).await?;
-    Ok(events
-        .next_event()
-        .await?
-        .filter(|e| e.failed)
-        .map(|e| failed_reason(&e.message).to_owned()))
+    while let Some(event) = events.next_event().await? {
+        if event.failed {
+            return Ok(Some(failed_reason(&event.message).to_owned()));
+        }
+        if event.ready {
+            return Ok(None);
+        }
+    }
+    Ok(None)
+}
+
+/// The key of the probe's run marker in the server's `user_options`.
+const MARKER_KEY: &str = "egi_monitoring_run";
+
+/// What a probe run puts in the `user_options` of the server it starts, so that another
+/// run with the same user (a second monitor, a manual `--once`) waits for it instead of
+/// stopping it as a leftover: a random id and until when the run may use the server.
+#[derive(Debug)]
+struct RunMarker {
+    id: String,
+    busy_until: f64,
+}
+
+impl RunMarker {
+    fn new(t: crate::probes::Timeouts) -> Self {
+        let busy = t.spawn + t.kernel + t.execute + t.stop + t.request * 3;
+        Self {
+            id: format!("{:016x}", fastrand::u64(..)),
+            busy_until: epoch_now() + busy.as_secs_f64(),
+        }
+    }
+
+    fn options(&self) -> serde_json::Value {
+        serde_json::json!({ MARKER_KEY: { "id": self.id, "busy_until": self.busy_until } })
+    }
+
+    fn is_ours(&self, server: &Server) -> bool {
+        server.user_options[MARKER_KEY]["id"].as_str() == Some(self.id.as_str())
+    }
+}
+
+/// Until when another probe run uses `server`, if its marker says it still does.
+fn busy_until(server: &Server) -> Option<f64> {
+    server.user_options[MARKER_KEY]["busy_until"]
+        .as_f64()
+        .filter(|until| *until > epoch_now())
+}
+
+fn epoch_now() -> f64 {
+    crate::outcome::epoch_seconds(std::time::SystemTime::now())
+}
+
+/// Polls until `server` is gone; returns the user then.
+async fn wait_gone(
+    client: &HubClient,
+    user: &str,
+    server: &str,
+    poll: Duration,
+) -> Result<Option<User>> {
+    loop {
+        let found = client.user(user).await?;
+        if found.as_ref().and_then(|u| u.server(server)).is_none() {
+            return Ok(found);
+        }
+        tokio::time::sleep(poll.max(Duration::from_millis(250))).await;
+    }
+}
+
+/// Stops a leftover server and records it.
+async fn stop_leftover(
+    client: &HubClient,
+    settings: &SpawnSettings,
+    timeline: &mut Timeline,
+    up: &mut Up,
+    leftover: &Server,
+) -> Result<()> {
+    let t = settings.timeouts;
+    let (user, server) = (settings.user.as_str(), settings.server.as_str());
+    let state = match (&leftover.pending, leftover.ready) {
+        (Some(p), _) => format!("pending {p}"),
+        (None, true) => "ready".to_owned(),
+        (None, false) => "not ready".to_owned(),
+    };
+    tracing::info!(user, server, state, "stopping a leftover server");
+    timeline
+        .phase(
+            "leftover",
+            t.stop,
+            client.stop_server_and_wait(user, server, settings.stop_poll),
+        )
+        .await?;
+    let took = timeline.phase_duration("leftover").unwrap_or_default();
+    let text = format!("stopped a leftover server ({state}) in {}", seconds(took));
+    timeline.detail("leftover", text.clone());
+    up.leftover = Some(text);
+    Ok(())
 }
 
 /// The hub's failure message without its "Spawn failed: " prefix.
