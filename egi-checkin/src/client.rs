@@ -20,14 +20,48 @@ use crate::provider::{
 use crate::token::{TokenSet, parse_token_response, refresh_error};
 
 /// How a confidential client authenticates (public clients have no secret).
+///
+/// Unless set with [`ClientBuilder::auth_method`], it is chosen from the provider's
+/// `token_endpoint_auth_methods_supported` ([`AuthMethod::choose`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum AuthMethod {
     /// HTTP Basic (`client_secret_basic`), Check-in's default.
+    ///
+    /// RFC 6749 section 2.3.1 has the id and secret form-urlencoded before Base64, and some
+    /// providers do not decode them: credentials that the encoding changes (a secret with
+    /// `+`, `/`, `=`, ...) are sent encoded, and if the provider answers `invalid_client`,
+    /// once more as they are; the way that worked is kept.
     #[default]
     ClientSecretBasic,
-    /// In the form body (`client_secret_post`).
+    /// In the form body (`client_secret_post`): read the same by every provider.
     ClientSecretPost,
+}
+
+impl AuthMethod {
+    /// The method for a provider advertising `supported` (its
+    /// `token_endpoint_auth_methods_supported`; absent means `client_secret_basic`, per
+    /// OpenID Connect Discovery): HTTP Basic if advertised, unless the credentials are
+    /// changed by Basic's encoding (`ambiguous_basic`) and `client_secret_post` is
+    /// advertised too; `client_secret_post` if only that is; else HTTP Basic.
+    pub fn choose<'a>(
+        supported: Option<impl IntoIterator<Item = &'a str>>,
+        ambiguous_basic: bool,
+    ) -> Self {
+        let Some(supported) = supported else {
+            return Self::ClientSecretBasic;
+        };
+        let (mut basic, mut post) = (false, false);
+        for method in supported {
+            basic |= method == "client_secret_basic";
+            post |= method == "client_secret_post";
+        }
+        if post && (!basic || ambiguous_basic) {
+            Self::ClientSecretPost
+        } else {
+            Self::ClientSecretBasic
+        }
+    }
 }
 
 /// Builds a [`CheckinClient`] from the provider's discovery document.
@@ -36,9 +70,10 @@ pub enum AuthMethod {
 pub struct ClientBuilder {
     client_id: String,
     secret: Option<SecretString>,
-    method: AuthMethod,
+    method: Option<AuthMethod>,
     redirect_uri: Option<String>,
     scopes: Vec<String>,
+    refresh_scopes: Option<Vec<String>>,
     leeway: Duration,
     jwks_min_refetch: Duration,
     http: HttpOptions,
@@ -51,9 +86,9 @@ impl ClientBuilder {
         self
     }
 
-    /// How the secret is sent (default HTTP Basic).
+    /// How the secret is sent (default: chosen from discovery, see [`AuthMethod::choose`]).
     pub fn auth_method(mut self, method: AuthMethod) -> Self {
-        self.method = method;
+        self.method = Some(method);
         self
     }
 
@@ -63,14 +98,27 @@ impl ClientBuilder {
         self
     }
 
-    /// The scopes asked for at login and sent again at every refresh (default `openid
-    /// profile email offline_access eduperson_entitlement voperson_id`).
+    /// The scopes asked for at login (default `openid profile email offline_access
+    /// eduperson_entitlement voperson_id`). Refreshes do not send them: see
+    /// [`Self::refresh_scopes`].
     pub fn scopes<I, S>(mut self, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
         self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Narrows the scope of every refresh to `scopes` (which must have been granted). By
+    /// default a refresh sends no `scope`, so the grant's scope stays (RFC 6749 section 6):
+    /// asking for more than was granted is `invalid_scope` at strict providers.
+    pub fn refresh_scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.refresh_scopes = Some(scopes.into_iter().map(Into::into).collect());
         self
     }
 
@@ -107,13 +155,24 @@ impl ClientBuilder {
             .redirect_uri
             .map(|u| Url::parse(&u).map_err(|e| Error::Config(format!("redirect URI {u:?}: {e}"))))
             .transpose()?;
-        let auth = match (self.secret, self.method) {
+        let method = self.method.unwrap_or_else(|| {
+            let ambiguous = self
+                .secret
+                .as_ref()
+                .is_some_and(|s| !ClientAuth::basic_is_unambiguous(&self.client_id, s));
+            let supported = metadata
+                .token_endpoint_auth_methods_supported()
+                .map(|methods| methods.iter().map(|m| m.as_ref()));
+            AuthMethod::choose(supported, ambiguous)
+        });
+        let auth = match (self.secret, method) {
             (None, _) => ClientAuth::None {
                 client_id: self.client_id.clone(),
             },
             (Some(secret), AuthMethod::ClientSecretBasic) => ClientAuth::Basic {
                 client_id: self.client_id.clone(),
                 secret,
+                raw: Arc::default(),
             },
             (Some(secret), AuthMethod::ClientSecretPost) => ClientAuth::Post {
                 client_id: self.client_id.clone(),
@@ -134,6 +193,7 @@ impl ClientBuilder {
                 auth,
                 redirect_uri,
                 scopes: self.scopes,
+                refresh_scopes: self.refresh_scopes.unwrap_or_default(),
             }),
         })
     }
@@ -173,13 +233,18 @@ pub(crate) struct Inner {
     pub(crate) auth: ClientAuth,
     pub(crate) redirect_uri: Option<Url>,
     pub(crate) scopes: Vec<String>,
+    /// Sent at each refresh if not empty.
+    pub(crate) refresh_scopes: Vec<String>,
 }
 
-/// An introspection answer (RFC 7662). Check-in adds the user's EGI claims.
+/// An introspection answer (RFC 7662). Check-in adds the user's EGI claims; other providers
+/// may not: [`Introspection::missing_claims`] says what is lacking.
 #[derive(Debug, Clone, Deserialize)]
 #[non_exhaustive]
 pub struct Introspection {
-    /// Whether the token is active (valid, not revoked).
+    /// Whether the token is active. `false` means invalid, expired or revoked, or, at some
+    /// providers (oidc-provider, django-oidc-provider), that the introspecting client is
+    /// not in the token's audience; an inactive answer carries no other claim.
     pub active: bool,
     /// Its scope.
     #[serde(default)]
@@ -199,11 +264,31 @@ pub struct Introspection {
 
 impl Introspection {
     /// The user's claims (entitlements included), if the token is active and has a `sub`.
+    /// Claims the answer lacks are empty here: check [`Self::missing_claims`] before
+    /// reading "no entitlements" as "in no VO".
     pub fn user_info(&self) -> Option<UserInfo> {
         if !self.active {
             return None;
         }
         serde_json::from_value(serde_json::Value::Object(self.rest.clone())).ok()
+    }
+
+    /// The user claims that Check-in puts in introspection answers and this one lacks:
+    /// `sub`, `voperson_id`, `preferred_username`, and `eduperson_entitlement` (meaning
+    /// neither entitlement claim, `eduperson_entitlement` nor `entitlements`). All of them
+    /// for an inactive answer; none for a complete Check-in answer.
+    pub fn missing_claims(&self) -> Vec<&'static str> {
+        let has = |name: &str| self.active && self.rest.get(name).is_some_and(|v| !v.is_null());
+        let mut missing = Vec::new();
+        for claim in ["sub", "voperson_id", "preferred_username"] {
+            if !has(claim) {
+                missing.push(claim);
+            }
+        }
+        if !has("eduperson_entitlement") && !has("entitlements") {
+            missing.push("eduperson_entitlement");
+        }
+        missing
     }
 }
 
@@ -223,7 +308,7 @@ impl CheckinClient {
         ClientBuilder {
             client_id: client_id.into(),
             secret: None,
-            method: AuthMethod::default(),
+            method: None,
             redirect_uri: None,
             scopes: [
                 "openid",
@@ -235,6 +320,7 @@ impl CheckinClient {
             ]
             .map(String::from)
             .to_vec(),
+            refresh_scopes: None,
             leeway: Duration::from_secs(30),
             jwks_min_refetch: Duration::from_secs(10),
             http: HttpOptions::default(),
@@ -256,9 +342,18 @@ impl CheckinClient {
         self.inner.auth.client_id()
     }
 
-    /// The scopes asked for at login and refresh.
+    /// The scopes asked for at login.
     pub fn scopes(&self) -> &[String] {
         &self.inner.scopes
+    }
+
+    /// How the client authenticates (`None` for a public client).
+    pub fn auth_method(&self) -> Option<AuthMethod> {
+        match self.inner.auth {
+            ClientAuth::None { .. } => None,
+            ClientAuth::Basic { .. } => Some(AuthMethod::ClientSecretBasic),
+            ClientAuth::Post { .. } => Some(AuthMethod::ClientSecretPost),
+        }
     }
 
     pub(crate) async fn post(&self, endpoint: Endpoint, form: Form) -> Result<crate::http::Answer> {
@@ -348,14 +443,17 @@ impl CheckinClient {
         Ok((tokens, info))
     }
 
-    /// Refreshes `tokens` once (no retry), asking for the granted scope again (Check-in wants
-    /// the scope sent, at least `openid`). `invalid_grant` becomes
+    /// Refreshes `tokens` once (no retry), sending no `scope` (the grant's scope stays)
+    /// unless narrowed with [`ClientBuilder::refresh_scopes`]. `invalid_grant` becomes
     /// [`Error::LoginRequired`]; the old refresh token is kept if none comes back; a new ID
     /// token must be valid and for the same subject.
     ///
     /// If the provider rotated the refresh token but the new ID token fails its checks, the
     /// new refresh token is lost to callers of this method (the old one is used up): the
-    /// [`crate::TokenManager`] keeps it instead.
+    /// [`crate::TokenManager`] keeps it instead. Likewise if this future is dropped (or
+    /// times out, [`HttpOptions::token_timeout`]) after the provider rotated the refresh
+    /// token: the manager runs each refresh as its own task, which its callers cannot cut
+    /// off.
     pub async fn refresh(&self, tokens: &TokenSet) -> Result<TokenSet> {
         self.refresh_detailed(tokens).await.map_err(|f| f.error)
     }
@@ -373,14 +471,7 @@ impl CheckinClient {
             accepted: false,
             rotated: None,
         })?;
-        // The granted scope if known (asking for more is invalid_scope), else the client's.
-        let granted: Option<Vec<String>> = tokens
-            .scope()
-            .map(|s| s.split_whitespace().map(str::to_owned).collect());
-        let form = grants::refresh(
-            refresh_token,
-            granted.as_deref().unwrap_or(&self.inner.scopes),
-        );
+        let form = grants::refresh(refresh_token, &self.inner.refresh_scopes);
         match self.token_grant_detailed(form, Some(tokens), None).await {
             Ok((t, _)) => Ok(t),
             Err(f) => {
@@ -429,7 +520,7 @@ impl CheckinClient {
             .await?;
         let info: UserInfo = json_answer(Endpoint::UserInfo, &answer)?;
         if expected_subject.is_some_and(|s| s != info.sub) {
-            return Err(Error::SubjectChanged);
+            return Err(Error::UserInfoSubject);
         }
         Ok(info)
     }
@@ -480,5 +571,60 @@ impl CheckinClient {
             .post(Endpoint::Revocation, grants::token_with_hint(token, hint))
             .await?;
         check_status(Endpoint::Revocation, &answer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_auth_method_follows_discovery() {
+        let choose = |supported: Option<&[&str]>, ambiguous| {
+            AuthMethod::choose(supported.map(|s| s.iter().copied()), ambiguous)
+        };
+        let both: &[&str] = &["client_secret_basic", "client_secret_post", "none"];
+        // Absent: client_secret_basic, the OpenID Connect Discovery default.
+        assert_eq!(choose(None, true), AuthMethod::ClientSecretBasic);
+        assert_eq!(choose(Some(both), false), AuthMethod::ClientSecretBasic);
+        // A secret that Basic's encoding changes goes in the body if the provider allows.
+        assert_eq!(choose(Some(both), true), AuthMethod::ClientSecretPost);
+        assert_eq!(
+            choose(Some(&["client_secret_post", "none"]), false),
+            AuthMethod::ClientSecretPost
+        );
+        assert_eq!(
+            choose(Some(&["client_secret_basic"]), true),
+            AuthMethod::ClientSecretBasic
+        );
+        assert_eq!(
+            choose(Some(&["private_key_jwt"]), false),
+            AuthMethod::ClientSecretBasic
+        );
+    }
+
+    #[test]
+    fn introspection_says_what_it_lacks() {
+        let parse =
+            |json: &str| serde_json::from_str::<Introspection>(json).expect("introspection");
+        let bare = parse(r#"{"active": true, "sub": "abc", "exp": 1}"#);
+        assert_eq!(
+            bare.missing_claims(),
+            ["voperson_id", "preferred_username", "eduperson_entitlement"]
+        );
+        assert!(
+            bare.user_info()
+                .expect("sub")
+                .eduperson_entitlement
+                .is_empty()
+        );
+        let egi = parse(
+            r#"{"active": true, "sub": "abc", "voperson_id": "abc", "preferred_username": "a",
+                "entitlements": ["urn:mace:egi.eu:group:vo.x.eu#aai.egi.eu"]}"#,
+        );
+        assert!(egi.missing_claims().is_empty());
+        let inactive = parse(r#"{"active": false}"#);
+        assert_eq!(inactive.missing_claims().len(), 4);
+        assert!(inactive.user_info().is_none());
     }
 }

@@ -4,6 +4,10 @@
 //!
 //! The same claim carries capabilities (`urn:mace:egi.eu:res:rcauth#aai.egi.eu`) that are
 //! not groups: [`Entitlement::parse`] tells them apart.
+//!
+//! egi-accounting reads the VO of an entitlement with its own small function, held to the
+//! same rules by one set of test vectors (`src/testdata/aarc-g002.tsv`), so that a VO gated
+//! in at login is the VO accounted.
 
 use std::fmt;
 use std::str::FromStr;
@@ -25,6 +29,12 @@ pub enum ParseError {
     /// No `#<authority>` suffix, or an empty one.
     #[error("no group authority (#...)")]
     NoAuthority,
+    /// More than one `#` (the group ends at the first).
+    #[error("more than one '#'")]
+    ExtraHash,
+    /// A `role=` component that is not the last.
+    #[error("a role before the last component")]
+    RoleNotLast,
     /// Not a `urn:` with a `:group:` part (a capability, or something else).
     #[error("not a group entitlement")]
     NotAGroup,
@@ -34,12 +44,17 @@ pub enum ParseError {
 }
 
 impl Entitlement {
-    /// Parses an AARC-G002 group entitlement. The namespace is everything before `:group:`
-    /// and must be a URN; the role, if any, is the last component (`role=...`).
+    /// Parses an AARC-G002 group entitlement. The namespace is everything before the first
+    /// `:group:` and must be a URN (`urn:` in any case, RFC 8141); the group ends at the
+    /// first `#`, which must be the only one; the role, if any, is the last component
+    /// (`role=...`).
     pub fn parse(s: &str) -> Result<Self, ParseError> {
-        let (body, authority) = s.rsplit_once('#').ok_or(ParseError::NoAuthority)?;
+        let (body, authority) = s.split_once('#').ok_or(ParseError::NoAuthority)?;
         if authority.is_empty() {
             return Err(ParseError::NoAuthority);
+        }
+        if authority.contains('#') {
+            return Err(ParseError::ExtraHash);
         }
         let (namespace, path) = body.split_once(":group:").ok_or(ParseError::NotAGroup)?;
         if !namespace
@@ -59,6 +74,9 @@ impl Entitlement {
         };
         if role == Some("") || parts.is_empty() || parts.iter().any(|p| p.is_empty()) {
             return Err(ParseError::EmptyComponent);
+        }
+        if parts.iter().any(|p| p.starts_with("role=")) {
+            return Err(ParseError::RoleNotLast);
         }
         Ok(Self {
             namespace: namespace.to_owned(),
@@ -151,6 +169,21 @@ mod tests {
             Entitlement::parse("urn:geant:dariah.eu:group:dariah#aai.dariah.eu").expect("no role");
         assert_eq!(e.role(), None);
         assert_eq!(e.namespace(), "urn:geant:dariah.eu");
+    }
+
+    /// The vectors egi-accounting's parser passes too (`record::vo::entitlement_vo`).
+    #[test]
+    fn shared_vectors() {
+        let vectors = include_str!("testdata/aarc-g002.tsv");
+        let mut cases = 0;
+        for line in vectors.lines().filter(|l| !l.starts_with("--")) {
+            let (vo, value) = line.split_once('\t').expect("VO<TAB>value");
+            let parsed = Entitlement::parse(value);
+            let got = parsed.as_ref().map(Entitlement::vo).unwrap_or("-");
+            assert_eq!(got, vo, "{value}: {parsed:?}");
+            cases += 1;
+        }
+        assert!(cases > 20);
     }
 
     #[test]

@@ -140,6 +140,10 @@ pub enum Error {
     #[error("the refreshed ID token is for another subject")]
     SubjectChanged,
 
+    /// The userinfo answer names another subject than the one expected (the ID token's).
+    #[error("the userinfo answer is for another subject than the ID token")]
+    UserInfoSubject,
+
     /// The `state` of an authorization response does not match the pending login (a forged
     /// or replayed callback).
     #[error("the state of the authorization response does not match the pending login")]
@@ -310,5 +314,11 @@ mod tests {
             status: 302,
         };
         assert!(e.to_string().contains("HTTP 302"));
+        // A userinfo for someone else involves no refreshed ID token.
+        assert_eq!(
+            Error::UserInfoSubject.to_string(),
+            "the userinfo answer is for another subject than the ID token"
+        );
+        assert!(!Error::UserInfoSubject.to_string().contains("refreshed"));
     }
 }

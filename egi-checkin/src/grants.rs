@@ -63,7 +63,8 @@ pub(crate) fn authorization_code(
     form
 }
 
-/// Refresh token grant. Check-in wants the scope (at least `openid`) sent again.
+/// Refresh token grant: no `scope` unless `scopes` narrows it (RFC 6749 section 6: the
+/// grant's scope stays; asking for more than was granted is `invalid_scope`).
 pub(crate) fn refresh(refresh_token: &SecretString, scopes: &[String]) -> Form {
     let mut form = Form::default();
     form.push("grant_type", "refresh_token");
@@ -169,7 +170,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn refresh_sends_the_scope_again() {
+    fn refresh_sends_a_scope_only_to_narrow_it() {
+        let form = refresh(&"rt".into(), &[]);
+        assert_eq!(form.get("scope"), None);
         let form = refresh(&"rt".into(), &["openid".into(), "profile".into()]);
         assert_eq!(form.get("grant_type"), Some("refresh_token"));
         assert_eq!(form.get("refresh_token"), Some("rt"));

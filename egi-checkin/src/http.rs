@@ -2,6 +2,8 @@
 //! mapping of raw answers to values or typed errors.
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use secrecy::zeroize::Zeroize;
@@ -22,8 +24,16 @@ const MAX_BODY: usize = 1 << 20;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct HttpOptions {
-    /// Time allowed for a whole request, answer included (default 30 s).
+    /// Time allowed for a whole request, answer included (default 30 s), except at the
+    /// token endpoint.
     pub timeout: Duration,
+    /// Time allowed for a whole request to the token endpoint (grants, refreshes, token
+    /// exchange), answer included (default 120 s). Keep it well above the provider's
+    /// slowest answer: a request given up after the provider processed it may have used up
+    /// a rotating refresh token (or an authorization or device code), and then the session
+    /// is lost. [`crate::TokenManager`] never gives up a refresh because its callers did;
+    /// only this timeout ends it.
+    pub token_timeout: Duration,
     /// Time allowed to connect (default 10 s).
     pub connect_timeout: Duration,
     /// Extra trusted root certificates (a private CA in front of a test provider); with the
@@ -36,6 +46,7 @@ impl Default for HttpOptions {
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(30),
+            token_timeout: Duration::from_secs(120),
             connect_timeout: Duration::from_secs(10),
             #[cfg(feature = "rustls-tls")]
             root_certificates: Vec::new(),
@@ -123,6 +134,9 @@ pub(crate) enum ClientAuth {
     Basic {
         client_id: String,
         secret: SecretString,
+        /// The provider takes the credentials as sent, not form-urldecoded (learnt from an
+        /// `invalid_client` answer; shared by clones).
+        raw: Arc<AtomicBool>,
     },
     /// `client_id` and `client_secret` in the form (`client_secret_post`).
     Post {
@@ -155,8 +169,28 @@ impl ClientAuth {
         !matches!(self, ClientAuth::None { .. })
     }
 
+    /// HTTP Basic with credentials that form-urlencoding leaves unchanged, so that every
+    /// provider reads them alike (whether it decodes them, as RFC 6749 section 2.3.1 says,
+    /// or not).
+    pub(crate) fn basic_is_unambiguous(client_id: &str, secret: &SecretString) -> bool {
+        encodes_to_itself(client_id) && encodes_to_itself(secret.expose_secret())
+    }
+
+    /// Whether Basic credentials are sent as they are (not form-urlencoded).
+    fn basic_raw(&self) -> Option<&AtomicBool> {
+        match self {
+            ClientAuth::Basic {
+                client_id,
+                secret,
+                raw,
+            } if !Self::basic_is_unambiguous(client_id, secret) => Some(raw),
+            _ => None,
+        }
+    }
+
     /// Adds the form fields of this method to `form`, and returns the Basic credentials
-    /// (RFC 6749 section 2.3.1: each part form-urlencoded first) if any.
+    /// (RFC 6749 section 2.3.1: each part form-urlencoded first, unless the provider was
+    /// found to take them as they are) if any.
     pub(crate) fn apply(&self, form: &mut Form) -> Option<(String, SecretString)> {
         match self {
             ClientAuth::None { client_id } => {
@@ -168,7 +202,14 @@ impl ClientAuth {
                 form.push_secret("client_secret", secret);
                 None
             }
-            ClientAuth::Basic { client_id, secret } => {
+            ClientAuth::Basic {
+                client_id,
+                secret,
+                raw,
+            } => {
+                if raw.load(Ordering::Relaxed) {
+                    return Some((client_id.clone(), secret.clone()));
+                }
                 let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect();
                 Some((
                     enc(client_id),
@@ -179,11 +220,16 @@ impl ClientAuth {
     }
 }
 
+fn encodes_to_itself(s: &str) -> bool {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).eq(std::iter::once(s))
+}
+
 /// The client; cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct Transport {
     client: reqwest::Client,
     timeout: Duration,
+    token_timeout: Duration,
 }
 
 impl Transport {
@@ -204,11 +250,45 @@ impl Transport {
         Ok(Self {
             client,
             timeout: options.timeout,
+            token_timeout: options.token_timeout,
         })
     }
 
     /// POSTs a form, authenticating as `auth` when given.
+    ///
+    /// HTTP Basic credentials that form-urlencoding changes are read differently by
+    /// providers that decode them (RFC 6749 section 2.3.1) and providers that do not: if the
+    /// provider answers `invalid_client` (so it processed nothing), the request is sent once
+    /// more with the other encoding, and the one that worked is kept for later requests.
     pub(crate) async fn post_form(
+        &self,
+        endpoint: Endpoint,
+        url: &Url,
+        form: Form,
+        auth: Option<&ClientAuth>,
+    ) -> Result<Answer> {
+        let Some(raw) = auth.and_then(ClientAuth::basic_raw) else {
+            return self.post_form_once(endpoint, url, form, auth).await;
+        };
+        let was_raw = raw.load(Ordering::Relaxed);
+        let answer = self
+            .post_form_once(endpoint, url, form.clone(), auth)
+            .await?;
+        if !is_invalid_client(&answer) {
+            return Ok(answer);
+        }
+        raw.store(!was_raw, Ordering::Relaxed);
+        let again = self.post_form_once(endpoint, url, form, auth).await?;
+        if is_invalid_client(&again) {
+            // Neither encoding is accepted: the secret is wrong. Back to the first.
+            raw.store(was_raw, Ordering::Relaxed);
+        } else {
+            tracing::info!(%endpoint, raw = !was_raw, "the provider reads HTTP Basic credentials the other way: switched");
+        }
+        Ok(again)
+    }
+
+    async fn post_form_once(
         &self,
         endpoint: Endpoint,
         url: &Url,
@@ -227,6 +307,9 @@ impl Transport {
             .body(form.encode());
         if let Some((user, password)) = basic {
             request = request.basic_auth(user, Some(password.expose_secret()));
+        }
+        if endpoint == Endpoint::Token {
+            request = request.timeout(self.token_timeout);
         }
         self.send(endpoint, request).await
     }
@@ -267,7 +350,11 @@ impl Transport {
         if e.is_timeout() && !e.is_connect() {
             Error::Timeout {
                 endpoint,
-                timeout: self.timeout,
+                timeout: if endpoint == Endpoint::Token {
+                    self.token_timeout
+                } else {
+                    self.timeout
+                },
             }
         } else {
             Error::Transport {
@@ -276,6 +363,14 @@ impl Transport {
             }
         }
     }
+}
+
+/// An `invalid_client` answer: the client failed to authenticate, nothing was processed.
+fn is_invalid_client(answer: &Answer) -> bool {
+    answer.status == 401
+        || (answer.status == 400
+            && serde_json::from_slice::<OAuthError>(&answer.body)
+                .is_ok_and(|e| e.error == "invalid_client"))
 }
 
 /// An OAuth error body (RFC 6749 section 5.2).
@@ -383,15 +478,32 @@ mod tests {
     fn client_auth_methods() {
         let secret = SecretString::from("s3cr=t&x");
         let mut form = Form::default();
-        let basic = ClientAuth::Basic {
+        let auth = ClientAuth::Basic {
             client_id: "my client".into(),
             secret: secret.clone(),
-        }
-        .apply(&mut form)
-        .expect("basic credentials");
+            raw: Arc::default(),
+        };
+        let basic = auth.apply(&mut form).expect("basic credentials");
         assert_eq!(basic.0, "my+client");
         assert_eq!(basic.1.expose_secret(), "s3cr%3Dt%26x");
         assert!(form.0.is_empty());
+        // A provider that does not decode them: sent as they are.
+        auth.basic_raw()
+            .expect("ambiguous")
+            .store(true, Ordering::Relaxed);
+        let basic = auth.apply(&mut form).expect("basic credentials");
+        assert_eq!(basic.0, "my client");
+        assert_eq!(basic.1.expose_secret(), "s3cr=t&x");
+        assert!(ClientAuth::basic_is_unambiguous(
+            "notebooks",
+            &"Abc-123_x.y*z".into()
+        ));
+        for secret in ["a+b", "a/b", "a==", "a b", "a%41"] {
+            assert!(
+                !ClientAuth::basic_is_unambiguous("notebooks", &secret.into()),
+                "{secret}"
+            );
+        }
 
         let mut form = Form::default();
         assert!(

@@ -129,20 +129,34 @@ pub(crate) fn validate(
     let token = CoreIdToken::from_str(raw).map_err(|e| {
         ClaimsVerificationError::Unsupported(format!("not a signed JWT: {}", short(&e.to_string())))
     })?;
-    // Expiry is checked against a clock set back by the leeway.
-    let skewed = chrono::DateTime::<chrono::Utc>::from(now - expect.leeway);
+    // Expiry is checked below, with the leeway, so that its message tells the real time
+    // (the library's own check would print the clock set back by the leeway as "current").
+    let never_expired = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
     let verifier = IdTokenVerifier::new_public_client(
         ClientId::new(expect.client_id.clone()),
         IssuerUrl::from_url(expect.issuer.clone()),
         keys.clone(),
     )
     .set_allowed_algs(ALGORITHMS)
-    .set_time_fn(move || skewed);
+    .set_time_fn(move || never_expired);
     let claims = match nonce {
         Some(nonce) => token.claims(&verifier, nonce)?,
         // Refreshed and device-flow ID tokens carry no nonce of ours.
         None => token.claims(&verifier, |_: Option<&Nonce>| Ok(()))?,
     };
+    let expires_at: SystemTime = claims.expiration().into();
+    if now >= expires_at + expect.leeway {
+        let time = |t: SystemTime| {
+            chrono::DateTime::<chrono::Utc>::from(t)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        };
+        return Err(ClaimsVerificationError::Expired(format!(
+            "ID token expired at {} (now {}, leeway {:?})",
+            time(expires_at),
+            time(now),
+            expect.leeway
+        )));
+    }
     Ok(IdTokenInfo {
         subject: claims.subject().as_str().to_owned(),
         expires_at: claims.expiration().into(),
@@ -298,6 +312,15 @@ mod tests {
             validate(&expired_3s_ago, &keys(), &strict, None, now()),
             Err(ClaimsVerificationError::Expired(_))
         ));
+        // The message tells the real time, not the time minus the leeway.
+        let expired_long_ago = token(&key_a(), "notebooks", -30, None);
+        let e = validate(&expired_long_ago, &keys(), &expect(), None, now()).expect_err("expired");
+        let text = describe(&e);
+        assert!(
+            text.contains("now 2027-01-15T08:00:00Z, leeway 5s"),
+            "{text}"
+        );
+        assert!(text.contains("expired at 2027-01-15T07:59:30Z"), "{text}");
         let expired_long_ago = token(&key_a(), "notebooks", -30, None);
         assert!(validate(&expired_long_ago, &keys(), &expect(), None, now()).is_err());
     }

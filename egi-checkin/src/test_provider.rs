@@ -145,6 +145,7 @@ impl TestProvider {
     pub(crate) async fn client(&self, timeout: Duration) -> CheckinClient {
         let http = HttpOptions {
             timeout,
+            token_timeout: timeout,
             ..HttpOptions::default()
         };
         CheckinClient::builder("notebooks")

@@ -117,7 +117,7 @@ async fn code_flow_with_pkce_state_and_nonce() {
     assert!(matches!(
         c.user_info(login.tokens.access_token(), Some("someone-else"))
             .await,
-        Err(Error::SubjectChanged)
+        Err(Error::UserInfoSubject)
     ));
 }
 

@@ -18,10 +18,12 @@ pub(crate) fn provider(rotate: bool, access_ttl_secs: u64) -> OidcProvider {
     .expect("oidc-provider starts (run .ci/install-peers)")
 }
 
-/// Transport settings with a short timeout, so that timeouts are tested quickly.
+/// Transport settings with a short timeout (the token endpoint's too), so that timeouts are
+/// tested quickly.
 pub(crate) fn http(timeout: Duration) -> HttpOptions {
     let mut options = HttpOptions::default();
     options.timeout = timeout;
+    options.token_timeout = timeout;
     options.connect_timeout = Duration::from_secs(2);
     options
 }

@@ -9,6 +9,8 @@ mod checkin_concurrency;
 mod checkin_faults;
 mod checkin_flows;
 mod checkin_fresh;
+mod checkin_interop;
+mod checkin_processes;
 mod checkin_refresh;
 mod checkin_support;
 mod end_to_end;

@@ -16,6 +16,15 @@
 // Environment: PORT (0 = any), STATE_DIR (signing keys kept there across restarts),
 // ROTATE (0/1), ACCESS_TTL (seconds). Prints "READY <issuer>" on stdout when listening;
 // everything else goes to stderr.
+//
+// Quirks of other providers, off by default (tests of interoperability):
+// - AUTH_METHOD=client_secret_basic|client_secret_post: the only secret-based client
+//   authentication advertised in discovery and accepted (oidc-provider itself accepts both).
+// - RAW_BASIC=1: HTTP Basic credentials are taken as they are, not form-urldecoded as
+//   RFC 6749 section 2.3.1 says (django-oidc-provider and others).
+// - NO_SCOPE=1: token answers carry no `scope` (RFC 6749 section 5.1 makes it optional).
+// - TOKEN_DELAY_MS=n: every token request is processed at once (a refresh token used up and
+//   rotated) and answered n ms later (a slow provider).
 
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
@@ -36,6 +45,11 @@ const port = Number(process.env.PORT ?? 0);
 const stateDir = process.env.STATE_DIR ?? '.';
 const rotate = process.env.ROTATE === '1';
 const accessTtl = Number(process.env.ACCESS_TTL ?? 2);
+const authMethod = process.env.AUTH_METHOD || null;
+const rawBasic = process.env.RAW_BASIC === '1';
+const noScope = process.env.NO_SCOPE === '1';
+const tokenDelayMs = Number(process.env.TOKEN_DELAY_MS ?? 0);
+const quirky = Boolean(authMethod || rawBasic || noScope || tokenDelayMs > 0);
 const AT_URN = 'urn:ietf:params:oauth:token-type:access_token';
 const RT_URN = 'urn:ietf:params:oauth:token-type:refresh_token';
 const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -89,11 +103,22 @@ const configuration = {
     {
       client_id: 'notebooks',
       client_secret: 'notebooks-secret',
-      token_endpoint_auth_method: 'client_secret_basic',
+      token_endpoint_auth_method: authMethod ?? 'client_secret_basic',
       grant_types: ['authorization_code', 'refresh_token', DEVICE, 'client_credentials', EXCHANGE],
       response_types: ['code'],
       // EXTRA_REDIRECT_URIS: a gateway under test registers its own callback (comma-separated).
       redirect_uris: ['http://127.0.0.1/callback', ...(process.env.EXTRA_REDIRECT_URIS ?? '').split(',').filter(Boolean)],
+      scope: 'openid offline_access profile email eduperson_entitlement voperson_id',
+    },
+    {
+      // A secret with the characters that Basic encoding changes (+ / =), like a random
+      // Base64 secret.
+      client_id: 'notebooks-b64',
+      client_secret: 'c2Vj+cmV0/w==',
+      token_endpoint_auth_method: authMethod ?? 'client_secret_basic',
+      grant_types: ['refresh_token', DEVICE, 'client_credentials'],
+      response_types: [],
+      redirect_uris: [],
       scope: 'openid offline_access profile email eduperson_entitlement voperson_id',
     },
     {
@@ -106,12 +131,14 @@ const configuration = {
     {
       client_id: 'other-service',
       client_secret: 'other-secret',
+      token_endpoint_auth_method: authMethod ?? 'client_secret_basic',
       grant_types: ['client_credentials'],
       response_types: [],
       redirect_uris: [],
     },
   ],
   jwks: { keys: [jwk.main] },
+  ...(authMethod ? { clientAuthMethods: [authMethod, 'none'] } : {}),
   clockTolerance: 0,
   scopes: ['openid', 'offline_access', 'profile', 'email', 'eduperson_entitlement', 'voperson_id'],
   claims: {
@@ -255,6 +282,46 @@ async function realAnswer(req, raw) {
   return { status: r.status, body: await r.text() };
 }
 
+// Applies the quirks to a POST to an endpoint of the provider, then forwards it to the
+// provider itself (past the quirks) and answers with the provider's answer.
+async function quirks(req, res, url) {
+  const raw = await readBody(req);
+  const form = new URLSearchParams(raw);
+  let auth = req.headers.authorization;
+  const refuse = (why) => json(res, 401, { error: 'invalid_client', error_description: why });
+  if (authMethod === 'client_secret_post' && auth) return refuse('client_secret_basic is not supported');
+  if (authMethod === 'client_secret_basic' && form.has('client_secret')) return refuse('client_secret_post is not supported');
+  if (rawBasic && auth?.toLowerCase().startsWith('basic ')) {
+    // Encoded again so that oidc-provider's decoding gives back the bytes as sent.
+    const basic = Buffer.from(auth.slice(6).trim(), 'base64').toString('utf8');
+    const i = basic.indexOf(':');
+    if (i !== -1) {
+      const enc = (s) => encodeURIComponent(s);
+      auth = `Basic ${Buffer.from(`${enc(basic.slice(0, i))}:${enc(basic.slice(i + 1))}`).toString('base64')}`;
+    }
+  }
+  const headers = {
+    'content-type': req.headers['content-type'] ?? 'application/x-www-form-urlencoded',
+    'x-test-no-fault': '1',
+  };
+  if (auth) headers.authorization = auth;
+  if (req.headers.accept) headers.accept = req.headers.accept;
+  const r = await fetch(`http://127.0.0.1:${server.address().port}${url.pathname}${url.search}`, { method: 'POST', headers, body: raw });
+  let body = await r.text();
+  if (url.pathname === `${PREFIX}${OIDC}/token`) {
+    if (tokenDelayMs > 0) await sleep(tokenDelayMs);
+    if (noScope && r.status === 200) {
+      const parsed = JSON.parse(body);
+      delete parsed.scope;
+      body = JSON.stringify(parsed);
+    }
+  }
+  const extra = {};
+  const challenge = r.headers.get('www-authenticate');
+  if (challenge) extra['www-authenticate'] = challenge;
+  return json(res, r.status, body, { 'content-type': r.headers.get('content-type') ?? 'application/json', ...extra });
+}
+
 // A crafted ID token for the ID-token faults, for the user of the refresh token in `form`
 // (read before the real answer uses the token up).
 async function craftedIdToken(kind, form) {
@@ -379,6 +446,8 @@ async function handle(req, res) {
     }
     if (url.pathname === `${PREFIX}${OIDC}/token` && req.method === 'POST' && fault
       && !req.headers['x-test-no-fault']) return await injectFault(req, res);
+    if (quirky && req.method === 'POST' && url.pathname.startsWith(`${PREFIX}${OIDC}/`)
+      && !req.headers['x-test-no-fault']) return await quirks(req, res, url);
     req.originalUrl = req.url;
     req.url = req.url.slice(PREFIX.length) || '/';
     return server.callback(req, res);

@@ -9,8 +9,11 @@
 //! faults into the token endpoint. Dropping the value stops Node with SIGTERM.
 //!
 //! Clients: `notebooks` (secret `notebooks-secret`, HTTP Basic, every grant, redirect URI
-//! [`REDIRECT_URI`]), `cli` (public, device flow and refresh), `other-service` (a token
-//! exchange audience).
+//! [`REDIRECT_URI`]), `notebooks-b64` ([`B64_CLIENT_ID`], a secret with `+`, `/` and `=`;
+//! device flow, refresh, client credentials), `cli` (public, device flow and refresh),
+//! `other-service` (a token exchange audience).
+//!
+//! [`Quirks`] make it behave like other providers ([`OidcProvider::start_with_quirks`]).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -28,6 +31,10 @@ use crate::wire::http;
 pub const CLIENT_ID: &str = "notebooks";
 /// Its secret.
 pub const CLIENT_SECRET: &str = "notebooks-secret";
+/// A confidential client whose secret has the characters HTTP Basic encoding changes.
+pub const B64_CLIENT_ID: &str = "notebooks-b64";
+/// Its secret (`+`, `/` and `=`, like a random Base64 secret).
+pub const B64_CLIENT_SECRET: &str = "c2Vj+cmV0/w==";
 /// The public client (device flow).
 pub const PUBLIC_CLIENT_ID: &str = "cli";
 /// Another registered client, a token-exchange audience.
@@ -58,6 +65,42 @@ impl Default for Options {
             access_ttl: Duration::from_secs(2),
         }
     }
+}
+
+/// A secret-based client authentication method (RFC 6749 section 2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuthMethod {
+    /// `client_secret_basic`: HTTP Basic.
+    Basic,
+    /// `client_secret_post`: in the form body.
+    Post,
+}
+
+impl ClientAuthMethod {
+    fn name(self) -> &'static str {
+        match self {
+            ClientAuthMethod::Basic => "client_secret_basic",
+            ClientAuthMethod::Post => "client_secret_post",
+        }
+    }
+}
+
+/// Ways of other providers, to test interoperability; [`Quirks::default`] is none of them
+/// (oidc-provider as it is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Quirks {
+    /// The only secret-based client authentication advertised in discovery
+    /// (`token_endpoint_auth_methods_supported`) and accepted; `None`: both, as
+    /// oidc-provider does.
+    pub client_auth: Option<ClientAuthMethod>,
+    /// HTTP Basic credentials are taken as sent, not form-urldecoded first as RFC 6749
+    /// section 2.3.1 says (django-oidc-provider and others).
+    pub raw_basic_credentials: bool,
+    /// Token answers carry no `scope` (optional per RFC 6749 section 5.1).
+    pub no_scope_in_token_answers: bool,
+    /// Every token request is processed at once (a refresh token used up, and rotated if
+    /// rotation is on) and answered this much later: a slow provider. Zero: at once.
+    pub token_delay: Duration,
 }
 
 /// A fault the token endpoint answers with, instead of the real answer.
@@ -104,6 +147,7 @@ pub struct OidcProvider {
     child: Option<Child>,
     port: u16,
     options: Options,
+    quirks: Quirks,
     redirect_uris: Vec<String>,
     log: PathBuf,
     // Declared last: removed after the server has stopped.
@@ -139,16 +183,26 @@ impl OidcProvider {
     /// Starts a provider whose confidential client also accepts `redirect_uris` (a gateway's
     /// `.../hub/oauth_callback` on its test port).
     pub fn start_with_redirects(options: Options, redirect_uris: &[String]) -> Result<Self> {
+        Self::start_with(options, Quirks::default(), redirect_uris)
+    }
+
+    /// Starts a provider with the `quirks` of another provider.
+    pub fn start_with_quirks(options: Options, quirks: Quirks) -> Result<Self> {
+        Self::start_with(options, quirks, &[])
+    }
+
+    fn start_with(options: Options, quirks: Quirks, redirect_uris: &[String]) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("egi-oidc-")
             .tempdir()
             .context("creating a temporary directory")?;
         let log = dir.path().join("provider.log");
-        let (child, port) = spawn(dir.path(), &log, 0, options, redirect_uris)?;
+        let (child, port) = spawn(dir.path(), &log, 0, options, quirks, redirect_uris)?;
         Ok(Self {
             child: Some(child),
             port,
             options,
+            quirks,
             redirect_uris: redirect_uris.to_vec(),
             log,
             dir,
@@ -165,6 +219,11 @@ impl OidcProvider {
         self.options
     }
 
+    /// The quirks it runs with.
+    pub fn quirks(&self) -> Quirks {
+        self.quirks
+    }
+
     /// Stops the provider (SIGTERM); its port refuses connections until a restart. All
     /// grants are lost (they live in its memory).
     pub fn stop(&mut self) {
@@ -174,7 +233,7 @@ impl OidcProvider {
     }
 
     /// Stops the provider if running and starts it again on the same port with the same
-    /// signing keys and new `options`.
+    /// signing keys, the same quirks and new `options`.
     pub fn restart(&mut self, options: Options) -> Result<()> {
         self.stop();
         let (child, _) = spawn(
@@ -182,6 +241,7 @@ impl OidcProvider {
             &self.log,
             self.port,
             options,
+            self.quirks,
             &self.redirect_uris,
         )?;
         self.child = Some(child);
@@ -322,6 +382,7 @@ fn spawn(
     log: &Path,
     port: u16,
     options: Options,
+    quirks: Quirks,
     redirect_uris: &[String],
 ) -> Result<(Child, u16)> {
     let node = find_node()?;
@@ -341,6 +402,27 @@ fn spawn(
             "ACCESS_TTL",
             options.access_ttl.as_secs().max(1).to_string(),
         )
+        .env(
+            "AUTH_METHOD",
+            quirks.client_auth.map_or("", ClientAuthMethod::name),
+        )
+        .env(
+            "RAW_BASIC",
+            if quirks.raw_basic_credentials {
+                "1"
+            } else {
+                "0"
+            },
+        )
+        .env(
+            "NO_SCOPE",
+            if quirks.no_scope_in_token_answers {
+                "1"
+            } else {
+                "0"
+            },
+        )
+        .env("TOKEN_DELAY_MS", quirks.token_delay.as_millis().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(err)

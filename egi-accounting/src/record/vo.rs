@@ -99,12 +99,28 @@ impl VoMap {
 
 /// The VO named by an AARC-G002 group entitlement, e.g. `vo.notebooks.egi.eu` for
 /// `urn:mace:egi.eu:group:vo.notebooks.egi.eu:role=member#aai.egi.eu`.
+///
+/// The rules of egi-checkin's `Entitlement::parse` (which gates VOs at login), held to it by
+/// shared test vectors: `urn:` in any case with a namespace after it, the first `:group:`,
+/// exactly one `#` with a non-empty authority after it, no empty component, `role=` only
+/// as the last component. Anything else names no VO.
 pub fn entitlement_vo(value: &str) -> Option<&str> {
-    let rest = value.strip_prefix("urn:")?;
-    let body = rest.split('#').next()?;
-    let (_, after) = body.split_once(":group:")?;
-    let vo = after.split(':').next()?;
-    (!vo.is_empty() && !vo.starts_with("role=")).then_some(vo)
+    let (body, authority) = value.split_once('#')?;
+    if authority.is_empty() || authority.contains('#') {
+        return None;
+    }
+    let (namespace, path) = body.split_once(":group:")?;
+    if namespace.len() <= 4 || !namespace.get(..4)?.eq_ignore_ascii_case("urn:") {
+        return None;
+    }
+    let mut parts: Vec<&str> = path.split(':').collect();
+    if parts.last().is_some_and(|p| p.starts_with("role=")) && parts.pop() == Some("role=") {
+        return None;
+    }
+    if parts.is_empty() || parts.iter().any(|p| p.is_empty() || p.starts_with("role=")) {
+        return None;
+    }
+    Some(parts[0])
 }
 
 #[cfg(test)]
@@ -150,6 +166,20 @@ mod tests {
         );
         assert_eq!(entitlement_vo("urn:mace:egi.eu:group:#aai.egi.eu"), None);
         assert_eq!(entitlement_vo("vo.example.org"), None);
+    }
+
+    /// The vectors egi-checkin's parser (`Entitlement::parse`, VO gating at login) passes
+    /// too: a VO gated in at login is accounted under that VO.
+    #[test]
+    fn vectors_shared_with_egi_checkin() {
+        let vectors = include_str!("../../../egi-checkin/src/testdata/aarc-g002.tsv");
+        let mut cases = 0;
+        for line in vectors.lines().filter(|l| !l.starts_with("--")) {
+            let (vo, value) = line.split_once('\t').expect("VO<TAB>value");
+            assert_eq!(entitlement_vo(value).unwrap_or("-"), vo, "{value}");
+            cases += 1;
+        }
+        assert!(cases > 20);
     }
 
     #[test]
