@@ -183,3 +183,36 @@ fn now_ms() -> f64 {
         .as_secs_f64()
         * 1000.0
 }
+
+/// Point 6: a namespace per user is created at the first spawn (it was a 404), and its pod
+/// watch ends once the user's server is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_namespaces_are_created_and_their_watches_released() {
+    let sim = sim().await;
+    let cluster = cluster(&sim, json!({ "user_namespace_template": "nb-{username}" }));
+    let spawner = cluster.spawner(user("ida"), "");
+    spawner
+        .start(request("ida", ""))
+        .await
+        .expect("first spawn");
+    let namespace = sim.object("namespaces", "", "nb-ida").expect("namespace");
+    assert_eq!(
+        namespace["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "egi-spawner"
+    );
+    assert!(sim.object("pods", "nb-ida", "jupyter-ida").is_some());
+    assert_eq!(sim.counters().open_watches_on("pods", "nb-ida"), 1);
+    spawner.stop(true).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            sim.counters().open_watches_on("pods", "nb-ida") == 0
+        })
+        .await,
+        "the user namespace's pod watch ends"
+    );
+    spawner
+        .start(request("ida", ""))
+        .await
+        .expect("a second spawn watches again");
+    spawner.stop(true).await.unwrap();
+}

@@ -35,6 +35,16 @@ struct Args {
     /// Milliseconds between watch bookmarks.
     #[arg(long, default_value_t = 1000)]
     bookmark_interval_ms: u64,
+    /// Milliseconds the garbage collector takes to act on an owner's deletion (it acts on
+    /// what it observed then; a real one runs 2-4 s behind a burst of deletions).
+    #[arg(long, default_value_t = 5)]
+    gc_delay_ms: u64,
+    /// Count the garbage collector's GET and DELETE requests in the counters.
+    #[arg(long)]
+    count_controllers: bool,
+    /// Milliseconds before the scheduler sees a new claim ("not found" until then).
+    #[arg(long, default_value_t = 0)]
+    scheduler_lag_ms: u64,
     /// Changes kept per resource for watch resumption.
     #[arg(long, default_value_t = 10_000)]
     history_limit: usize,
@@ -83,6 +93,9 @@ async fn main() -> anyhow::Result<()> {
         metrics_linger: Duration::from_secs(args.metrics_linger_secs),
         metrics_annotations: args.metrics_annotations.clone(),
         ready_delay: Duration::from_millis(args.ready_delay_ms),
+        gc_delay: Duration::from_millis(args.gc_delay_ms),
+        count_controllers: args.count_controllers,
+        scheduler_lag: Duration::from_millis(args.scheduler_lag_ms),
         schedule_delay: Duration::from_millis(args.schedule_delay_ms),
         terminate_delay: Duration::from_millis(args.terminate_delay_ms),
         bookmark_interval: Duration::from_millis(args.bookmark_interval_ms),

@@ -533,5 +533,41 @@ pub(crate) fn render(sh: &Shared) -> String {
         out.push_str(&l);
         out.push('\n');
     }
+    apiserver_requests(sh, &mut out);
     out
+}
+
+/// `apiserver_request_total` as kube-apiserver exports it (verb in its upper-case HTTP form,
+/// resource, subresource, scope), from the request counters (zeroed by a counter reset),
+/// so a client can count requests the same way on kubesim and on a real cluster.
+fn apiserver_requests(sh: &Shared, out: &mut String) {
+    let counters = sh.counters().snapshot();
+    if counters.requests.is_empty() {
+        return;
+    }
+    out.push_str("# HELP apiserver_request_total Counter of apiserver requests broken out for each verb, dry run value, group, version, resource, scope, component, and HTTP response code.\n# TYPE apiserver_request_total counter\n");
+    for r in &counters.requests {
+        let verb = match r.verb.as_str() {
+            "create" => "POST",
+            "update" => "PUT",
+            "patch" => "PATCH",
+            "delete" => "DELETE",
+            "deletecollection" => "DELETECOLLECTION",
+            "get" => "GET",
+            "list" => "LIST",
+            "watch" => "WATCH",
+            other => other,
+        };
+        let (resource, sub) = r.resource.split_once('/').unwrap_or((&r.resource, ""));
+        let scope = if r.namespace.is_empty() {
+            "cluster"
+        } else {
+            "namespace"
+        };
+        let _ = writeln!(
+            out,
+            "apiserver_request_total{{component=\"apiserver\",resource=\"{resource}\",scope=\"{scope}\",subresource=\"{sub}\",verb=\"{verb}\",version=\"v1\"}} {}",
+            r.count
+        );
+    }
 }
