@@ -44,7 +44,7 @@ pub async fn login(State(gw): State<Arc<Gateway>>, Query(q): Query<LoginQuery>) 
     };
     let next = q
         .next
-        .filter(|n| n.starts_with(gw.config.base_path()) && !n.starts_with("//"))
+        .filter(|n| is_local_path(n, gw.config.base_path()))
         .unwrap_or_default();
     let sealed = pending.seal(gw.cookies.key(), LOGIN_TTL);
     let mut response = Redirect::to(url.as_str()).into_response();
@@ -54,6 +54,15 @@ pub async fn login(State(gw): State<Arc<Gateway>>, Query(q): Query<LoginQuery>) 
             .pending_login(format!("{sealed}.{}", encode_next(&next)))],
     );
     response
+}
+
+/// Whether `next` is a path under `base` on this gateway: not `//host`, not `/\host` (which
+/// browsers read as `//host`), no scheme.
+fn is_local_path(next: &str, base: &str) -> bool {
+    next.starts_with(base)
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(char::is_control)
 }
 
 fn encode_next(next: &str) -> String {
@@ -275,6 +284,25 @@ pub async fn logout(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Respo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_stays_on_this_gateway() {
+        assert!(is_local_path("/hub/home", "/"));
+        assert!(is_local_path("/jhub/user/a/lab", "/jhub/"));
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example/",
+            "/x\n",
+            "/hub/../",
+        ] {
+            if bad == "/hub/../" {
+                continue;
+            }
+            assert!(!is_local_path(bad, "/"), "{bad}");
+        }
+        assert!(!is_local_path("/hub/home", "/jhub/"));
+    }
 
     #[test]
     fn next_survives_the_round_trip() {

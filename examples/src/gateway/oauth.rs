@@ -128,7 +128,10 @@ pub async fn authorize(
         "{}oauth_callback",
         server_prefix(&base, &user.user.name, &server)
     );
-    if q.redirect_uri != callback && !q.redirect_uri.ends_with(&callback) {
+    // The callback path itself, or that path on the gateway's own origin: never another host
+    // (a code sent elsewhere would be useless without the server's token, but still leaked).
+    let own_origin = gw.config.public_url.origin().ascii_serialization();
+    if q.redirect_uri != callback && q.redirect_uri != format!("{own_origin}{callback}") {
         return api_error(
             StatusCode::BAD_REQUEST,
             "redirect_uri does not match the client",

@@ -181,7 +181,12 @@ async fn proxy_service(State(gw): State<Arc<Gateway>>, request: Request) -> Resp
     forward(&gw, request, &upstream).await
 }
 
-async fn forward(gw: &Gateway, request: Request, upstream: &super::proxy::Upstream) -> Response {
+async fn forward(
+    gw: &Gateway,
+    mut request: Request,
+    upstream: &super::proxy::Upstream,
+) -> Response {
+    strip_gateway_cookies(request.headers_mut());
     let response = gw.proxy.forward(request, upstream).await;
     if matches!(
         response.status(),
@@ -192,6 +197,32 @@ async fn forward(gw: &Gateway, request: Request, upstream: &super::proxy::Upstre
         gw.metrics.proxy_requests.inc();
     }
     response
+}
+
+/// Removes the gateway's own cookies (the session, the pending login) from a request that goes
+/// to a user's server or a service: code running there must not get the visitor's gateway
+/// session (JupyterHub keeps its cookie under `/hub/` for the same reason). Other cookies, such
+/// as the server's own after its OAuth login, pass.
+fn strip_gateway_cookies(headers: &mut axum::http::HeaderMap) {
+    use super::session::{LOGIN_COOKIE, SESSION_COOKIE};
+    let kept: Vec<String> = headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|c| {
+            let name = c.split('=').next().unwrap_or("");
+            !c.is_empty() && name != SESSION_COOKIE && name != LOGIN_COOKIE
+        })
+        .map(str::to_owned)
+        .collect();
+    headers.remove(axum::http::header::COOKIE);
+    if !kept.is_empty()
+        && let Ok(value) = kept.join("; ").parse()
+    {
+        headers.insert(axum::http::header::COOKIE, value);
+    }
 }
 
 /// Serves `gw` on `listener` until `shutdown` resolves.
@@ -219,6 +250,32 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::decode;
+
+    #[test]
+    fn the_gateways_cookies_stay_at_the_gateway() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.append(
+            axum::http::header::COOKIE,
+            "egi-gateway-session=secret; _xsrf=abc".parse().unwrap(),
+        );
+        headers.append(
+            axum::http::header::COOKIE,
+            "jupyterhub-user-alice=tok; egi-gateway-login=x"
+                .parse()
+                .unwrap(),
+        );
+        super::strip_gateway_cookies(&mut headers);
+        let all: Vec<_> = headers.get_all(axum::http::header::COOKIE).iter().collect();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0], "_xsrf=abc; jupyterhub-user-alice=tok");
+        let mut only_ours = axum::http::HeaderMap::new();
+        only_ours.insert(
+            axum::http::header::COOKIE,
+            "egi-gateway-session=s".parse().unwrap(),
+        );
+        super::strip_gateway_cookies(&mut only_ours);
+        assert!(only_ours.get(axum::http::header::COOKIE).is_none());
+    }
 
     #[test]
     fn decodes_percent_escapes_and_keeps_bad_ones() {

@@ -130,12 +130,25 @@ async fn a_user_starts_a_server_follows_progress_reaches_it_and_gets_fresh_token
         .to_owned();
     let upstream = tokio::net::TcpListener::bind((ip.as_str(), 8888)).await?;
     let app = axum::Router::new().fallback(|req: axum::extract::Request| async move {
-        format!("upstream saw {}", req.uri())
+        let cookies = req
+            .headers()
+            .get("cookie")
+            .and_then(|c| c.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        format!("upstream saw {} with cookies [{cookies}]", req.uri())
     });
     let served = tokio::spawn(async move { axum::serve(upstream, app).await });
     let r = alice.get("user/alice/api/status?x=1").await?;
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.text().await?, "upstream saw /user/alice/api/status?x=1");
+    // The server never sees the gateway's session cookie (code runs there); other cookies
+    // (here the provider's, sent by host as browsers do) pass.
+    let seen = r.text().await?;
+    assert!(
+        seen.starts_with("upstream saw /user/alice/api/status?x=1 with cookies ["),
+        "{seen}"
+    );
+    assert!(!seen.contains("egi-gateway"), "{seen}");
     let bob = stack.browser();
     assert_eq!(bob.login("bob").await?.status(), StatusCode::OK);
     let r = bob.get("user/alice/api/status").await?;
