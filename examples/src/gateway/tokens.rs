@@ -3,6 +3,9 @@
 //! margin) and persisted in its store; egi-spawner's Check-in adapter turns a manager's
 //! updates into the token updates a server follows.
 
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use egi_checkin::{Freshness, TokenRegistry, TokenSet};
 use egi_spawner::UserTokens;
 use futures_util::StreamExt;
@@ -13,12 +16,37 @@ use super::servers::TokenUpdates;
 #[derive(Debug)]
 pub struct Tokens {
     registry: TokenRegistry,
+    /// Users whose grant ended (a token update said so, or the registry had none when a
+    /// server needed it): the registry forgets them, the gateway remembers until they log in.
+    gone: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Tokens {
     /// Tokens kept by `registry`.
     pub fn new(registry: TokenRegistry) -> Self {
-        Tokens { registry }
+        Tokens {
+            registry,
+            gone: Arc::default(),
+        }
+    }
+
+    fn gone(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.gone.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `updates`, noting the user's grant as gone when they end with `None`.
+    fn watched(&self, user: &str, updates: TokenUpdates) -> TokenUpdates {
+        let gone = self.gone.clone();
+        let user = user.to_owned();
+        updates
+            .inspect(move |update| {
+                if update.is_none() {
+                    gone.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(user.clone());
+                }
+            })
+            .boxed()
     }
 
     /// The registry.
@@ -28,7 +56,9 @@ impl Tokens {
 
     /// Records a login's tokens for `user` (replacing earlier ones) and keeps them fresh.
     pub async fn login(&self, user: &str, tokens: TokenSet) -> egi_checkin::Result<()> {
-        self.registry.login(user, tokens).await.map(|_| ())
+        self.registry.login(user, tokens).await?;
+        self.gone().remove(user);
+        Ok(())
     }
 
     /// The user's current tokens and their future updates, for a server; `None` if the user
@@ -49,26 +79,29 @@ impl Tokens {
                 return None;
             }
         };
-        let updates = egi_spawner::checkin::token_updates(&manager).boxed();
+        let updates = self.watched(user, egi_spawner::checkin::token_updates(&manager).boxed());
         Some((UserTokens::from(&token), updates))
     }
 
     /// Token updates only (for servers adopted after a restart, or after a new login).
     pub async fn updates(&self, user: &str) -> Option<TokenUpdates> {
         let manager = self.registry.get(user).await.ok().flatten()?;
-        Some(egi_spawner::checkin::token_updates(&manager).boxed())
+        Some(self.watched(user, egi_spawner::checkin::token_updates(&manager).boxed()))
     }
 
     /// Whether the user's grant is alive, refreshing, or gone.
     pub fn freshness(&self, user: &str) -> Option<Freshness> {
-        self.registry.freshness(user)
+        match self.registry.freshness(user) {
+            None if self.gone().contains(user) => Some(Freshness::LoginNeeded),
+            other => other,
+        }
     }
 
     /// How many of `users` must log in again.
     pub fn login_needed<'a>(&self, users: impl IntoIterator<Item = &'a str>) -> usize {
         users
             .into_iter()
-            .filter(|u| matches!(self.registry.freshness(u), Some(Freshness::LoginNeeded)))
+            .filter(|u| matches!(self.freshness(u), Some(Freshness::LoginNeeded)))
             .count()
     }
 
@@ -82,6 +115,7 @@ impl Tokens {
             .flatten()
             .and_then(|m| m.current())
             .map(|t| t.tokens().clone());
+        self.gone().remove(user);
         if let Err(error) = self.registry.logout(user).await {
             tracing::warn!(user, %error, "stored tokens not removed");
         }

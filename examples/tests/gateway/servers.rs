@@ -332,3 +332,43 @@ async fn a_cluster_that_is_down_fails_the_start_clearly() -> anyhow::Result<()> 
     assert_eq!(alice.get("hub/home").await?.status(), StatusCode::OK);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grant_that_ends_is_shown_and_counted() -> anyhow::Result<()> {
+    let mut stack = Stack::start(StackOptions {
+        extra_config: SPAWNER.to_owned(),
+        access_ttl: Duration::from_secs(3),
+        ..StackOptions::default()
+    })
+    .await?;
+    let alice = stack.browser();
+    assert_eq!(alice.login("alice").await?.status(), StatusCode::OK);
+    alice.spawn("python", "").await?;
+    let progress = events(alice.get("hub/api/users/alice/server/progress").await?).await?;
+    assert_eq!(progress.last().expect("events")["ready"], true);
+    // The provider forgets every grant: the next refresh is refused for good.
+    let options = stack.provider.options();
+    stack.provider.restart(options)?;
+    let admin = stack.api(crate::support::ADMIN_TOKEN);
+    eventually(
+        Duration::from_secs(20),
+        "the gauge to count alice",
+        || async {
+            match admin.call(reqwest::Method::GET, "/../metrics").await {
+                Ok(r) => r
+                    .text()
+                    .await
+                    .is_ok_and(|t| t.contains("egi_gateway_users_login_needed 1")),
+                Err(_) => false,
+            }
+        },
+    )
+    .await?;
+    let home = alice.get("hub/home").await?.text().await?;
+    assert!(home.contains("log in again"), "{home}");
+    // Logging in again clears it.
+    assert_eq!(alice.login("alice").await?.status(), StatusCode::OK);
+    let home = alice.get("hub/home").await?.text().await?;
+    assert!(!home.contains("Your Check-in session has ended"), "{home}");
+    Ok(())
+}
