@@ -51,7 +51,9 @@ const RETRY: Duration = Duration::from_secs(1);
 /// One event of a pod, as much as progress needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PodEvent {
-    /// UID of the pod it is about (events of an older pod with the same name are skipped).
+    /// What it is about: the pod, or its claim.
+    pub(crate) source: EventSource,
+    /// UID of the object it is about (events of an older pod with the same name are skipped).
     pub(crate) uid: Option<String>,
     /// `Normal` or `Warning`.
     pub(crate) kind: String,
@@ -64,13 +66,14 @@ pub(crate) struct PodEvent {
 }
 
 impl PodEvent {
-    fn of(event: &Event) -> PodEvent {
+    fn of(source: EventSource, event: &Event) -> PodEvent {
         let time = event
             .last_timestamp
             .as_ref()
             .map(|t| t.0.to_string())
             .or_else(|| event.event_time.as_ref().map(|t| t.0.to_string()));
         PodEvent {
+            source,
             uid: event.involved_object.uid.clone(),
             kind: event.type_.clone().unwrap_or_else(|| "Normal".to_owned()),
             reason: event.reason.clone().unwrap_or_default(),
@@ -98,31 +101,27 @@ pub(crate) struct EventsHub {
     inner: Mutex<Inner>,
 }
 
-/// A spawn's subscription to its pod's (or claim's) events; dropping it unsubscribes.
+/// A spawn's subscription to the events of its pod and claim, on one channel (one per
+/// start, whatever it follows); dropping it unsubscribes.
 pub(crate) struct Listener {
     hub: Arc<EventsHub>,
-    key: (EventSource, String),
+    keys: Vec<(EventSource, String)>,
     id: u64,
     pub(crate) rx: mpsc::Receiver<PodEvent>,
-}
-
-impl Listener {
-    /// The name of the object followed.
-    pub(crate) fn name(&self) -> &str {
-        &self.key.1
-    }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
         let mut inner = self.hub.lock();
-        // Only our own entry: a later listener of the same name replaced it.
-        if inner
-            .listeners
-            .get(&self.key)
-            .is_some_and(|(id, _)| *id == self.id)
-        {
-            inner.listeners.remove(&self.key);
+        // Only our own entries: a later listener of the same name replaced it.
+        for key in &self.keys {
+            if inner
+                .listeners
+                .get(key)
+                .is_some_and(|(id, _)| *id == self.id)
+            {
+                inner.listeners.remove(key);
+            }
         }
     }
 }
@@ -140,16 +139,19 @@ impl EventsHub {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Listens to the events of the pod or claim `name`. Returns once the watch is
-    /// positioned, so every event created after this returns is delivered.
-    pub(crate) async fn listen(self: &Arc<Self>, source: EventSource, name: &str) -> Listener {
+    /// Listens to the events of the pod `pod` and the claim `claim`. Returns once the watch
+    /// is positioned, so every event created after this returns is delivered.
+    pub(crate) async fn listen(self: &Arc<Self>, pod: &str, claim: Option<&str>) -> Listener {
         let (tx, rx) = mpsc::channel(LISTENER_BUFFER);
-        let key = (source, name.to_owned());
+        let mut keys = vec![(EventSource::Pod, pod.to_owned())];
+        keys.extend(claim.map(|c| (EventSource::Claim, c.to_owned())));
         let (id, mut ready) = {
             let mut inner = self.lock();
             inner.next_id += 1;
             let id = inner.next_id;
-            inner.listeners.insert(key.clone(), (id, tx));
+            for key in &keys {
+                inner.listeners.insert(key.clone(), (id, tx.clone()));
+            }
             let ready = match &inner.running {
                 Some(ready) => ready.clone(),
                 None => {
@@ -170,7 +172,7 @@ impl EventsHub {
         let _ = tokio::time::timeout(Duration::from_secs(5), ready.wait_for(|r| *r)).await;
         Listener {
             hub: Arc::clone(self),
-            key,
+            keys,
             id,
             rx,
         }
@@ -186,7 +188,7 @@ impl EventsHub {
         let inner = self.lock();
         if let Some((_, tx)) = inner.listeners.get(&(source, name)) {
             // Full: the spawn is behind; progress skips a message rather than grow.
-            let _ = tx.try_send(PodEvent::of(event));
+            let _ = tx.try_send(PodEvent::of(source, event));
         }
     }
 

@@ -6,7 +6,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::cache::Slot;
-use super::events::Listener;
+use super::events::{EventSource, Listener};
 use super::spawner::KubeSpawner;
 use super::view::Readiness;
 use crate::{Error, Result};
@@ -26,7 +26,7 @@ impl KubeSpawner {
         let shared = &self.cluster.shared;
         let grace = shared.options.transient_grace;
         let mut seen = false;
-        let (mut pod_open, mut claim_open) = (true, listeners.claim.is_some());
+        let mut events_open = true;
         // The claim's last binding failure (provisioners retry, so it may be transient).
         let mut claim_problem: Option<String> = None;
         let mut held_since: Option<Instant> = None;
@@ -86,22 +86,17 @@ impl KubeSpawner {
                         return Err(Error::CacheUnavailable { namespace: self.lock().namespace.clone().unwrap_or_default() });
                     }
                 }
-                event = listeners.pod.rx.recv(), if pod_open => match event {
+                event = listeners.events.rx.recv(), if events_open => match event {
+                    Some(event) if event.source == EventSource::Claim => {
+                        self.progress.event(&event);
+                        claim_problem = (event.kind == "Warning").then(|| {
+                            let claim = listeners.claim.as_deref().unwrap_or("");
+                            format!("volume {claim}: {}: {}", event.reason, event.message)
+                        });
+                    }
                     Some(event) if event.uid.as_deref().is_none_or(|u| u == uid) => self.progress.event(&event),
                     Some(_) => {}
-                    None => pod_open = false,
-                },
-                event = recv(listeners.claim.as_mut()), if claim_open => match event {
-                    Some(event) => {
-                        self.progress.event(&event);
-                        if event.kind == "Warning" {
-                            let claim = listeners.claim.as_ref().map_or("", |l| l.name());
-                            claim_problem = Some(format!("volume {claim}: {}: {}", event.reason, event.message));
-                        } else {
-                            claim_problem = None;
-                        }
-                    }
-                    None => claim_open = false,
+                    None => events_open = false,
                 },
                 () = sleep_until_some(give_up_at) => {}
                 () = tokio::time::sleep_until(deadline) => {
@@ -112,21 +107,15 @@ impl KubeSpawner {
     }
 }
 
-/// The event subscriptions of a start: its pod's, and its claim's when it writes one.
+/// The event subscription of a start: its pod's events, and its claim's when it has one.
 pub(crate) struct Listeners {
-    pub(crate) pod: Listener,
-    pub(crate) claim: Option<Listener>,
+    /// One channel for both.
+    pub(crate) events: Listener,
+    /// The claim whose events come too (its warnings fail a start that waits for it).
+    pub(crate) claim: Option<String>,
     /// Whether this start wrote the claim: "claim not found" is then the scheduler lagging
     /// behind (held); for a claim known from before, it was deleted (fails at once).
     pub(crate) fresh_claim: bool,
-}
-
-/// The next event of an optional listener (never, without one).
-async fn recv(listener: Option<&mut Listener>) -> Option<super::events::PodEvent> {
-    match listener {
-        Some(listener) => listener.rx.recv().await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Sleeps until `at`, or forever without it.

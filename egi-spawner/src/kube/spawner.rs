@@ -20,7 +20,6 @@ use tokio::time::Instant;
 
 use super::cache::{NamespaceCache, Slot};
 use super::cluster::{KubeCluster, api_error, status_code};
-use super::events::EventSource;
 use super::progress::Progress;
 use super::ready::Listeners;
 use super::wait::{FinishOnDrop, Watched, deadline_after, delete_params, server_url, wait_for};
@@ -202,10 +201,10 @@ impl KubeSpawner {
         ));
         // Listening before the claim is written: its binding failures come right after.
         let claim_name = manifest::claim(&plan).and_then(|c| c.metadata.name);
-        let claim_events = match &claim_name {
-            Some(name) => Some(cache.events.listen(EventSource::Claim, name).await),
-            None => None,
-        };
+        let events = cache
+            .events
+            .listen(&plan.pod_name, claim_name.as_deref())
+            .await;
         let known = self.lock().pvc_name.clone();
         let claim = self.ensure_claim(&plan).await?;
         if let Some(claim) = &claim {
@@ -213,7 +212,6 @@ impl KubeSpawner {
             self.progress.step(format!("Volume {claim} claimed"));
         }
 
-        let pod_events = cache.events.listen(EventSource::Pod, &plan.pod_name).await;
         let watched = Watched::new(cache, &plan.pod_name);
         let mut rx = watched.rx.clone();
         // The Secret first: owned by no pod, it needs no pod UID, and the kubelet never
@@ -232,8 +230,8 @@ impl KubeSpawner {
         let uid = self.create_pod(&plan, build, &mut rx, deadline).await?;
         self.progress.step(format!("Pod {} created", plan.pod_name));
         let listeners = Listeners {
-            pod: pod_events,
-            claim: claim_events.filter(|_| claim == claim_name),
+            events,
+            claim: claim.clone().filter(|_| claim == claim_name),
             // Written (or looked up) by this start, so a scheduler may not see it yet.
             fresh_claim: claim.is_some() && claim != known,
         };
