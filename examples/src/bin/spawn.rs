@@ -140,7 +140,9 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config: KubeSpawnerConfig = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
+            // tokio::fs: no blocking file I/O on the runtime's threads.
+            let text = tokio::fs::read_to_string(path)
+                .await
                 .with_context(|| format!("reading {}", path.display()))?;
             match serde_json::from_str(&text) {
                 Ok(config) => config,
@@ -170,16 +172,16 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let code = match args.command {
         Command::Start { who, options } => {
-            let spawner = spawner(&cluster, &who, &args.state)?;
+            let spawner = spawner(&cluster, &who, &args.state).await?;
             let url = start(&spawner, &who, &options).await;
-            save(&args.state, &spawner.state())?;
+            save(&args.state, &spawner.state()).await?;
             println!("{}", url?);
             ExitCode::SUCCESS
         }
         Command::Poll { who } => {
-            let spawner = spawner(&cluster, &who, &args.state)?;
+            let spawner = spawner(&cluster, &who, &args.state).await?;
             let status = spawner.poll().await?;
-            save(&args.state, &spawner.state())?;
+            save(&args.state, &spawner.state()).await?;
             match status {
                 PollStatus::Running => println!("running"),
                 PollStatus::Exited { code, reason } => {
@@ -192,15 +194,15 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             ExitCode::SUCCESS
         }
         Command::Stop { who, now } => {
-            let spawner = spawner(&cluster, &who, &args.state)?;
+            let spawner = spawner(&cluster, &who, &args.state).await?;
             spawner.stop(now).await?;
             spawner.clear_state();
-            save(&args.state, &spawner.state())?;
+            save(&args.state, &spawner.state()).await?;
             println!("stopped");
             ExitCode::SUCCESS
         }
         Command::Run { who, options, hold } => {
-            let spawner = spawner(&cluster, &who, &args.state)?;
+            let spawner = spawner(&cluster, &who, &args.state).await?;
             let started = start(&spawner, &who, &options).await;
             let url = match started {
                 Ok(url) => url,
@@ -214,7 +216,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("poll: {:?}", spawner.poll().await?);
             spawner.stop(false).await?;
             spawner.clear_state();
-            save(&args.state, &spawner.state())?;
+            save(&args.state, &spawner.state()).await?;
             println!("stopped");
             ExitCode::SUCCESS
         }
@@ -227,7 +229,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
-fn spawner(
+async fn spawner(
     cluster: &KubeCluster,
     who: &Who,
     state: &PathBuf,
@@ -239,16 +241,18 @@ fn spawner(
         primary_group: who.groups.first().cloned(),
     };
     let spawner = cluster.spawner(user, &who.server);
-    if let Ok(text) = std::fs::read_to_string(state) {
+    if let Ok(text) = tokio::fs::read_to_string(state).await {
         let saved: SpawnerState = serde_json::from_str(&text).map_err(Error::State)?;
         spawner.load_state(saved);
     }
     Ok(spawner)
 }
 
-fn save(path: &PathBuf, state: &SpawnerState) -> anyhow::Result<()> {
+async fn save(path: &PathBuf, state: &SpawnerState) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(state)?;
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    tokio::fs::write(path, text)
+        .await
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 async fn start(
