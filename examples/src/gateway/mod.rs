@@ -6,7 +6,7 @@
 //! | Check-in login, VO gating, logout with revocation | [`auth`] | egi-checkin (`CheckinClient`, `VoPolicy`, sealed `PendingLogin`) |
 //! | sealed session cookies | [`session`] | egi-checkin's `SealKey` |
 //! | tokens kept fresh per user, pushed into servers | [`tokens`] | egi-checkin's `TokenRegistry`, egi-spawner's `follow_tokens` (feature `checkin`) |
-//! | servers: start, stop, progress, adoption | [`servers`], [`state`] | egi-spawner (`dyn Spawner`, `KubeCluster`) |
+//! | servers: start, stop, progress, adoption | [`servers`] (one server: `servers::Server`), [`state`] | egi-spawner (`dyn Spawner`, `KubeCluster`) |
 //! | home and progress pages | [`pages`] | egi-spawner's profiles |
 //! | reverse proxy, HTTP and websockets | [`proxy`], [`routes`] | hyper |
 //! | JupyterHub's REST API subset for egi-monitoring | [`hub_api`], [`scopes`] | egi-spawner's `ProgressEvent` |
