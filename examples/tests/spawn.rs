@@ -69,15 +69,15 @@ fn bad_options_and_configuration_exit_78() {
             "--user",
             "bob",
             "--option",
-            "image=evil/miner",
+            "profile=evil/miner",
         ],
         dir.path(),
         &[],
     );
     assert_eq!(out.status.code(), Some(78), "{}", text(&out));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("image"),
-        "names the key: {}",
+        String::from_utf8_lossy(&out.stderr).contains("evil/miner"),
+        "names the profile: {}",
         text(&out)
     );
 

@@ -2,7 +2,7 @@
 //! a notebook pod runs, for tests of the gateway's proxy.
 //!
 //! [`JupyterServer::start`] runs the `jupyter-server` of the JupyterHub venv (see
-//! [`Tools`](crate::jupyterhub::Tools)) with `--allow-root`, a random token, the base URL
+//! [`crate::jupyterhub::Tools`]) with `--allow-root`, a random token, the base URL
 //! [`DEFAULT_BASE_URL`] (as a hub spawns it for `alice`), a free loopback port, and a fresh
 //! temporary directory holding its root directory (notebooks, uploads) and its Jupyter config,
 //! data and runtime directories, so nothing outside it is read or written. It is ready when

@@ -265,13 +265,15 @@ async fn hostile_user_options_are_refused_before_any_request() {
     sim.reset_counters();
     let spawner = cluster.spawner(user("eve"), "");
     let mut request = request("eve", "");
+    // A key no profile knows is ignored (KubeSpawner's behaviour); a profile that does not
+    // exist, or a value with control characters, is refused.
     request
         .user_options
-        .insert("image".to_owned(), json!("evil/miner:latest"));
+        .insert("profile".to_owned(), json!("evil/miner:latest"));
     let error = spawner
         .start(request)
         .await
-        .expect_err("unknown option refused");
+        .expect_err("unknown profile refused");
     assert!(matches!(error, egi_spawner::Error::Options(_)), "{error:?}");
     assert_eq!(writes(&sim.counters()), 0);
 }
