@@ -184,7 +184,6 @@ async fn run_code(hub: &HubClient, path: &str, user: &str, code: &str) -> Result
 #[tokio::test(flavor = "multi_thread")]
 async fn from_a_checkin_login_to_an_apel_record() -> Result<()> {
     let tools = Tools::find()?;
-    let singleuser = tools.venv.join("bin/jupyterhub-singleuser");
     let gateway_bin: PathBuf = example_bin("gateway");
 
     // Peers.
@@ -205,15 +204,7 @@ async fn from_a_checkin_login_to_an_apel_record() -> Result<()> {
     .await??;
     let sim = KubeSim::start(SimOptions {
         process_images: vec![
-            ProcessImage::new(
-                "minimal-notebook",
-                [
-                    singleuser.to_string_lossy().into_owned(),
-                    "--ip={pod_ip}".to_owned(),
-                    "--port={port}".to_owned(),
-                    "--allow-root".to_owned(),
-                ],
-            ),
+            tools.singleuser_pods("minimal-notebook"),
             ProcessImage::new(
                 "broken-notebook",
                 ["sh", "-c", "echo 'cannot start: broken image' >&2; exit 3"],

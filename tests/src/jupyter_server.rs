@@ -28,7 +28,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tempfile::TempDir;
 
+// jupyter-server asks once on SIGINT but stops its kernels and exits on SIGTERM.
 use crate::jupyterhub::Tools;
+use crate::prometheus::terminate;
 use crate::wire::{http, tail};
 
 /// The base URL a hub would give `alice`'s server.
@@ -39,7 +41,6 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
 const POLL: Duration = Duration::from_millis(50);
 const PORT_ATTEMPTS: usize = 3;
-const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// A running `jupyter-server`; stopped (SIGTERM by PID) and its directory removed on drop.
 #[derive(Debug)]
@@ -214,31 +215,6 @@ fn wait_ready(child: &mut Child, port: u16, base_url: &str, log: &Path) -> Resul
         }
         std::thread::sleep(POLL);
     }
-}
-
-/// SIGTERM by PID (the shell's builtin `kill`: no unsafe), then SIGKILL after
-/// [`STOP_GRACE`]. jupyter-server asks once on SIGINT but stops its kernels and exits on
-/// SIGTERM.
-fn terminate(child: &mut Child) {
-    if let Ok(None) = child.try_wait() {
-        let _ = Command::new("sh")
-            .args([
-                "-c",
-                "kill -TERM \"$0\" 2>/dev/null",
-                &child.id().to_string(),
-            ])
-            .stdin(Stdio::null())
-            .status();
-        let deadline = Instant::now() + STOP_GRACE;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(POLL);
-        }
-        let _ = child.kill();
-    }
-    let _ = child.wait();
 }
 
 /// A port that was free a moment ago.

@@ -105,6 +105,26 @@ impl Tools {
     }
 }
 
+impl Tools {
+    /// Runs the containers of images containing `image` as this venv's real
+    /// `jupyterhub-singleuser`, on the pod's loopback address and port (kubesim process pods).
+    pub fn singleuser_pods(&self, image: &str) -> crate::kubesim::ProcessImage {
+        crate::kubesim::ProcessImage::new(
+            image,
+            [
+                self.venv
+                    .join("bin/jupyterhub-singleuser")
+                    .to_string_lossy()
+                    .into_owned(),
+                "--ip={pod_ip}".to_owned(),
+                "--port={port}".to_owned(),
+                // The tests run as root; jupyter_server refuses root without it.
+                "--allow-root".to_owned(),
+            ],
+        )
+    }
+}
+
 /// How to configure the hub; [`Options::default`] is what `peers.md` recommends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {

@@ -264,8 +264,8 @@ fn wait_ready(child: &mut Child, port: u16, log: &Path) -> Result<bool> {
 }
 
 /// Stops a child with SIGTERM (through the shell's builtin `kill`: no unsafe, no extra
-/// package), waits up to 10 s, then kills it.
-fn terminate(child: &mut Child) {
+/// package), waits up to 10 s, then kills it. Shared with the other peers started here.
+pub(crate) fn terminate(child: &mut Child) {
     if let Ok(None) = child.try_wait() {
         let pid = child.id().to_string();
         let _ = Command::new("sh")

@@ -29,7 +29,7 @@ use egi_examples::gateway::{Gateway, routes};
 use egi_spawner::kube::{KubeCluster, RuntimeOptions};
 use egi_test_harness::Prometheus;
 use egi_test_harness::jupyterhub::Tools;
-use egi_test_harness::kubesim::{KubeSim, ProcessImage, SimOptions};
+use egi_test_harness::kubesim::{KubeSim, SimOptions};
 use egi_test_harness::oidc::{self, OidcProvider};
 use egi_test_harness::prometheus::ScrapeTarget;
 
@@ -98,7 +98,6 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let tools = Tools::find()?;
-    let singleuser = tools.venv.join("bin/jupyterhub-singleuser");
     let listen = format!("127.0.0.1:{}", args.port);
     let url = format!("http://{listen}/");
     let listener = tokio::net::TcpListener::bind(&listen)
@@ -118,15 +117,7 @@ async fn main() -> anyhow::Result<()> {
     })
     .await??;
     let sim = KubeSim::start(SimOptions {
-        process_images: vec![ProcessImage::new(
-            "minimal-notebook",
-            [
-                singleuser.to_string_lossy().into_owned(),
-                "--ip={pod_ip}".to_owned(),
-                "--port={port}".to_owned(),
-                "--allow-root".to_owned(),
-            ],
-        )],
+        process_images: vec![tools.singleuser_pods("minimal-notebook")],
         ..SimOptions::default()
     })
     .await?;
