@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use egi_spawner::KubeSpawnerConfig;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
@@ -178,8 +178,9 @@ fn default_session_hours() -> u64 {
 pub struct Service {
     /// Its name.
     pub name: String,
-    /// Its API token.
-    pub token: SecretString,
+    /// SHA-256 (hex) of its API token, computed once: requests are matched by hash, and the
+    /// token itself is not kept.
+    pub token_sha256: String,
     /// What the token may do.
     pub scopes: ScopeSet,
     /// Where `/services/{name}/` goes.
@@ -317,10 +318,11 @@ impl GatewayConfig {
             .iter()
             .map(|s| Service {
                 name: s.name.clone(),
-                token: s
+                token_sha256: s
                     .api_token
-                    .clone()
-                    .unwrap_or_else(|| SecretString::from("")),
+                    .as_ref()
+                    .map(|t| super::state::token_hash(t.expose_secret()))
+                    .unwrap_or_default(),
                 scopes: if s.admin {
                     ScopeSet::admin()
                 } else {

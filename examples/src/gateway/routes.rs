@@ -119,10 +119,11 @@ async fn proxy_user(State(gw): State<Arc<Gateway>>, request: Request) -> Respons
     let user = decode(segments.next().unwrap_or(""));
     let second = segments.next().map(decode);
     // A named server when the second segment names one that exists, else the default.
-    let server = match &second {
-        Some(s) if !s.is_empty() && gw.servers.server(&user, s).is_some() => s.clone(),
-        _ => String::new(),
-    };
+    let named = second
+        .filter(|s| !s.is_empty())
+        .and_then(|s| gw.servers.server(&user, &s));
+    let record = named.or_else(|| gw.servers.server(&user, ""));
+    let server = record.as_ref().map_or_else(String::new, |r| r.name.clone());
     let caller = gw.caller(request.headers());
     let allowed = caller.as_ref().is_some_and(|c| {
         c.scopes()
@@ -140,7 +141,7 @@ async fn proxy_user(State(gw): State<Arc<Gateway>>, request: Request) -> Respons
         }
         return api_error(StatusCode::FORBIDDEN, "this server belongs to another user");
     }
-    let Some(record) = gw.servers.server(&user, &server) else {
+    let Some(record) = record else {
         return pages::error(
             StatusCode::SERVICE_UNAVAILABLE,
             "Server not running",

@@ -197,6 +197,11 @@ impl Servers {
         self.save();
     }
 
+    /// Whether the user is known (no copy made: asked on every request).
+    pub fn has_user(&self, name: &str) -> bool {
+        lock(&self.users).contains_key(name)
+    }
+
     /// A copy of the user's entry.
     pub fn user(&self, name: &str) -> Option<UserEntry> {
         lock(&self.users).get(name).cloned()
