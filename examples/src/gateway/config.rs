@@ -22,7 +22,6 @@
 //! # token from GATEWAY_SERVICE_STATUS_TOKEN (name upper-cased, '-' as '_')
 //! ```
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -331,11 +330,6 @@ impl GatewayConfig {
                 url: s.url.as_deref().and_then(|u| Url::parse(u).ok()),
             })
             .collect()
-    }
-
-    /// Extra variables for the environment of every server (none by default).
-    pub fn extra_env(&self) -> BTreeMap<String, String> {
-        BTreeMap::new()
     }
 }
 

@@ -11,23 +11,10 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::Gateway;
-use super::servers::{Phase, Started, server_prefix};
+use super::servers::{Phase, Started, server_prefix, url_segment};
 
-/// HTML-escapes `s`.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// HTML-escapes `s` (egi-monitoring's status page escaper, the same rules).
+pub use egi_monitoring::status::escape_html as escape;
 
 /// A small page builder.
 #[derive(Debug)]
@@ -193,13 +180,6 @@ pub async fn home(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Respons
     }
     html.push_str("<p><label>Server name (empty for the default) <input name=\"server\" pattern=\"[A-Za-z0-9_-]*\"></label></p><button>Start</button></form>");
     Page::new("Notebooks").html(&html).into_response()
-}
-
-/// `x` escaped as one URL path segment.
-pub fn url_segment(x: &str) -> String {
-    url::form_urlencoded::byte_serialize(x.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
 }
 
 /// The start form.

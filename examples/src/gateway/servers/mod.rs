@@ -498,16 +498,18 @@ impl Servers {
 
 /// `{base}user/{user}/[{server}/]`, each name escaped as a path segment.
 pub fn server_prefix(base: &str, user: &str, server: &str) -> String {
-    let escape = |s: &str| {
-        url::form_urlencoded::byte_serialize(s.as_bytes())
-            .collect::<String>()
-            .replace('+', "%20")
-    };
     if server.is_empty() {
-        format!("{base}user/{}/", escape(user))
+        format!("{base}user/{}/", url_segment(user))
     } else {
-        format!("{base}user/{}/{}/", escape(user), escape(server))
+        format!("{base}user/{}/{}/", url_segment(user), url_segment(server))
     }
+}
+
+/// `x` escaped as one URL path segment.
+pub fn url_segment(x: &str) -> String {
+    url::form_urlencoded::byte_serialize(x.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
 }
 
 /// An error and its sources, `: `-separated (the spawner's messages never repeat them).
