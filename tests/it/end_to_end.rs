@@ -99,6 +99,31 @@ impl Browser {
     }
 }
 
+/// Starts alice's server `server` with `profile` from the home page's form and reads its
+/// progress stream to the end.
+async fn start(
+    browser: &Browser,
+    url: &str,
+    profile: &str,
+    server: &str,
+) -> Result<Vec<serde_json::Value>> {
+    let r = browser
+        .http
+        .post(format!("{url}hub/spawn"))
+        .form(&[("profile", profile), ("server", server)])
+        .send()
+        .await?;
+    if !r.status().is_redirection() {
+        bail!("the start form answered {}", r.status());
+    }
+    let stream = if server.is_empty() {
+        format!("{url}hub/api/users/alice/server/progress")
+    } else {
+        format!("{url}hub/api/users/alice/servers/{server}/progress")
+    };
+    progress(browser, &stream).await
+}
+
 /// Reads an SSE progress stream to its end.
 async fn progress(browser: &Browser, url: &str) -> Result<Vec<serde_json::Value>> {
     let r = browser.http.get(url).send().await?;
@@ -274,14 +299,7 @@ async fn from_a_checkin_login_to_an_apel_record() -> Result<()> {
     let requests_before = sim.counters();
     let t_spawn = Instant::now();
     let spawn_epoch_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs_f64() * 1000.0;
-    let r = alice
-        .http
-        .post(format!("{url}hub/spawn"))
-        .form(&[("profile", "vo-lab"), ("server", "")])
-        .send()
-        .await?;
-    assert!(r.status().is_redirection());
-    let events = progress(&alice, &format!("{url}hub/api/users/alice/server/progress")).await?;
+    let events = start(&alice, &url, "vo-lab", "").await?;
     let last = events.last().context("no progress")?;
     assert_eq!(
         last["ready"],
@@ -405,14 +423,7 @@ async fn from_a_checkin_login_to_an_apel_record() -> Result<()> {
     // Stop, start again: the file is still there (the claim); stop.
     hub.stop_server_and_wait("alice", "", Duration::from_secs(60))
         .await?;
-    let r = alice
-        .http
-        .post(format!("{url}hub/spawn"))
-        .form(&[("profile", "vo-lab"), ("server", "")])
-        .send()
-        .await?;
-    assert!(r.status().is_redirection());
-    let events = progress(&alice, &format!("{url}hub/api/users/alice/server/progress")).await?;
+    let events = start(&alice, &url, "vo-lab", "").await?;
     assert_eq!(
         events.last().context("no progress")?["ready"],
         true,
@@ -431,18 +442,7 @@ async fn from_a_checkin_login_to_an_apel_record() -> Result<()> {
 
     // A broken image fails the start within 5 s, with the reason.
     let t_broken = Instant::now();
-    let r = alice
-        .http
-        .post(format!("{url}hub/spawn"))
-        .form(&[("profile", "broken"), ("server", "broken")])
-        .send()
-        .await?;
-    assert!(r.status().is_redirection());
-    let events = progress(
-        &alice,
-        &format!("{url}hub/api/users/alice/servers/broken/progress"),
-    )
-    .await?;
+    let events = start(&alice, &url, "broken", "broken").await?;
     let last = events.last().context("no progress")?;
     assert_eq!(last["failed"], true, "{events:?}");
     let message = last["message"].as_str().unwrap_or_default();

@@ -264,8 +264,7 @@ async fn start(
     if gw.servers.user(&name).is_none() {
         return api_error(StatusCode::NOT_FOUND, "no such user");
     }
-    let tokens = gw.tokens.for_server(&name).await;
-    match gw.servers.start(&name, &server, options, tokens) {
+    match gw.start_server(&name, &server, options).await {
         Ok(Started::AlreadyRunning) => StatusCode::CREATED.into_response(),
         Ok(Started::Pending) => StatusCode::ACCEPTED.into_response(),
         Err(e) => api_error(StatusCode::BAD_REQUEST, &e.to_string()),

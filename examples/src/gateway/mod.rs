@@ -194,6 +194,19 @@ impl Gateway {
         })
     }
 
+    /// Starts `user`'s server with their current Check-in tokens and every refresh after
+    /// (none for users without a grant, such as a service's probe user). The home page and
+    /// the REST API both start servers through here.
+    pub async fn start_server(
+        &self,
+        user: &str,
+        server: &str,
+        user_options: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<servers::Started, servers::ServerError> {
+        let tokens = self.tokens.for_server(user).await;
+        self.servers.start(user, server, user_options, tokens)
+    }
+
     /// Gauges for the metrics page.
     pub fn gauges(&self) -> Gauges {
         let (users, running, starting) = self.servers.counts();

@@ -218,11 +218,7 @@ pub async fn spawn(
     if let Some(profile) = form.profile.filter(|p| !p.is_empty()) {
         options.insert("profile".into(), serde_json::Value::String(profile));
     }
-    let tokens = gw.tokens.for_server(&session.user).await;
-    match gw
-        .servers
-        .start(&session.user, &form.server, options, tokens)
-    {
+    match gw.start_server(&session.user, &form.server, options).await {
         Ok(Started::AlreadyRunning) => {
             Redirect::to(&server_prefix(&base, &session.user, &form.server)).into_response()
         }
