@@ -13,6 +13,8 @@
 //! - [`CheckinClient`]: discovery ([`Instance`] presets for production, demo and
 //!   development), refresh, client credentials, userinfo, token exchange (RFC 8693),
 //!   introspection (RFC 7662), revocation (RFC 7009).
+//! - [`ServiceAccount`]: the client credentials grant at a token URL, without discovery
+//!   (a batch job calling an API as itself).
 //! - [`login`]: authorization code with PKCE S256, state and nonce
 //!   ([`CheckinClient::login`], [`CheckinClient::complete_login`]); the device flow
 //!   ([`CheckinClient::start_device_login`], [`CheckinClient::finish_device_login`]).
@@ -127,6 +129,7 @@ pub mod manager;
 mod provider;
 pub mod registry;
 pub mod seal;
+mod service;
 pub mod store;
 #[cfg(test)]
 mod test_provider;
@@ -148,5 +151,6 @@ pub use provider::{CheckinProviderMetadata, Endpoints, ExtraMetadata, Instance, 
 pub use registry::{RegistryOptions, TokenRegistry};
 pub use seal::{SealError, SealKey};
 pub use secrecy::{ExposeSecret, SecretString};
+pub use service::ServiceAccount;
 pub use store::{MemoryStore, StoreLock, TokenStore};
 pub use token::TokenSet;
