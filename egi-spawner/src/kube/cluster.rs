@@ -67,6 +67,48 @@ pub(crate) struct Shared {
 /// `apiserver_request_total` then tell our requests from other clients'.
 pub const USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
 
+/// Retries of a request answered 429, 503 or 504: the first after [`RETRY_MIN`], doubling up
+/// to [`RETRY_MAX`], at most this many.
+const RETRIES: u32 = 15;
+/// First pause of [`client`]'s retries.
+const RETRY_MIN: Duration = Duration::from_millis(5);
+/// Longest pause of [`client`]'s retries.
+const RETRY_MAX: Duration = Duration::from_millis(500);
+
+/// The Kubernetes client [`KubeCluster::infer`] builds, from any client configuration (a hub
+/// that loads its own `kube::Config` gets the same behaviour). Two differences from
+/// `kube::Client::try_from(config)`:
+/// - requests carry the User-Agent [`USER_AGENT`];
+/// - a request answered 429, 503 or 504 is retried after 5 ms doubling to at most 500 ms (15
+///   times). kube's default doubles up to 1,000 s: behind a load balancer that answers 503
+///   while the API server restarts, a watch retried that way came back seconds after the
+///   server did, and every start in flight returned that late.
+///
+/// The client's request buffer is a task: call this inside a Tokio runtime.
+pub fn client(mut config: kube::Config) -> Result<kube::Client> {
+    let transport =
+        |action: &str, source: Box<dyn std::error::Error + Send + Sync>| Error::Transport {
+            action: action.to_owned(),
+            source,
+        };
+    // Both parse (constant, valid header text); typed by `headers`, so no `http` import.
+    if let (Ok(name), Ok(value)) = ("user-agent".parse(), USER_AGENT.parse()) {
+        config.headers.push((name, value));
+    }
+    config.default_retry = false;
+    let policy = kube::client::retry::RetryPolicy::new(RETRY_MIN, RETRY_MAX, RETRIES, true)
+        .map_err(|e| transport("configure the Kubernetes client's retries", Box::new(e)))?;
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| transport("build the Kubernetes client", Box::new(e)))?;
+    // The retry layer clones the service per request; the buffer makes the boxed stack
+    // cloneable (as kube's own retry example does). Requests still run concurrently: the
+    // buffer only hands each one to the stack.
+    Ok(builder
+        .with_layer(&tower::buffer::BufferLayer::new(1024))
+        .with_layer(&tower::retry::RetryLayer::new(policy))
+        .build())
+}
+
 /// When a namespace's claims were listed, and raw user name → that user's oldest claim.
 type ClaimIndex = (tokio::time::Instant, HashMap<String, String>);
 
@@ -119,16 +161,10 @@ impl KubeCluster {
                 action: action.to_owned(),
                 source,
             };
-        let mut kube_config = kube::Config::infer()
+        let kube_config = kube::Config::infer()
             .await
             .map_err(|e| transport("load the Kubernetes client configuration", Box::new(e)))?;
-        // Both parse (constant, valid header text); typed by `headers`, so no `http` import.
-        if let (Ok(name), Ok(value)) = ("user-agent".parse(), USER_AGENT.parse()) {
-            kube_config.headers.push((name, value));
-        }
-        let client = kube::Client::try_from(kube_config)
-            .map_err(|e| transport("build the Kubernetes client", Box::new(e)))?;
-        KubeCluster::new(client, config, options)
+        KubeCluster::new(client(kube_config)?, config, options)
     }
 
     /// The spawner of one server (`server_name` empty for the default server).

@@ -304,3 +304,49 @@ async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ObjectReference;
+
+    fn event(kind: &str, name: &str, message: &str) -> Event {
+        Event {
+            involved_object: ObjectReference {
+                kind: Some(kind.to_owned()),
+                name: Some(name.to_owned()),
+                ..ObjectReference::default()
+            },
+            message: Some(message.to_owned()),
+            ..Event::default()
+        }
+    }
+
+    /// Point 12 of issue 13: a spawn that does not read its events (stuck behind its request
+    /// slot) holds at most its buffer; the watch never blocks nor grows for it.
+    #[tokio::test]
+    async fn a_listener_that_does_not_read_holds_at_most_its_buffer() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        let hub = EventsHub::new(kube::Client::try_from(config).expect("client"), "ns");
+        let (tx, mut rx) = mpsc::channel(LISTENER_BUFFER);
+        hub.lock()
+            .listeners
+            .insert((EventSource::Pod, "jupyter-a".to_owned()), (1, tx));
+        for i in 0..10 * LISTENER_BUFFER {
+            hub.route(&event("Pod", "jupyter-a", &format!("event {i}")));
+            // Someone else's events are not routed to it.
+            hub.route(&event("Pod", "jupyter-b", "not ours"));
+            hub.route(&event("Node", "jupyter-a", "not a pod"));
+        }
+        let mut got = vec![];
+        while let Ok(e) = rx.try_recv() {
+            got.push(e.message);
+        }
+        assert_eq!(got.len(), LISTENER_BUFFER);
+        assert_eq!(got[0], "event 0");
+        assert_eq!(
+            got[LISTENER_BUFFER - 1],
+            format!("event {}", LISTENER_BUFFER - 1)
+        );
+    }
+}

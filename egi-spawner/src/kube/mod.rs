@@ -12,5 +12,5 @@ mod spawner;
 mod view;
 mod wait;
 
-pub use cluster::{KubeCluster, RuntimeOptions, USER_AGENT};
+pub use cluster::{KubeCluster, RuntimeOptions, USER_AGENT, client};
 pub use spawner::KubeSpawner;

@@ -163,4 +163,24 @@ mod tests {
         );
         assert_eq!(late[2], ProgressEvent::ready("/user/a/"));
     }
+
+    /// Point 12 of issue 13: a start that retries for long (a crash loop's events) keeps a
+    /// bounded log, and its end still gets in.
+    #[tokio::test]
+    async fn a_long_start_keeps_a_bounded_log_and_its_end() {
+        let progress = Progress::new();
+        progress.reset("Starting".to_owned());
+        for i in 0..5 * MAX_EVENTS {
+            progress.step(format!("Back-off restarting failed container ({i})"));
+        }
+        progress.finish(ProgressEvent::failed("crash loop"));
+        let log: Vec<_> = progress.stream().collect().await;
+        assert_eq!(log.len(), MAX_EVENTS + 1);
+        assert_eq!(log[0].message, "Starting");
+        assert_eq!(
+            log[MAX_EVENTS - 1].message,
+            format!("Back-off restarting failed container ({})", MAX_EVENTS - 2)
+        );
+        assert_eq!(log[MAX_EVENTS], ProgressEvent::failed("crash loop"));
+    }
 }

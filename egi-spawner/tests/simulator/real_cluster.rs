@@ -82,12 +82,15 @@ async fn a_transient_scheduler_message_does_not_fail_the_start() {
     assert!(failed, "the scheduler did report the claim missing");
 }
 
-/// Point 3: an API server restart while a start waits. The start returns within 1 s of its
-/// pod turning Running after the server is back (the default watcher back-off waited ~5 s).
+/// Point 3: an API server restart while a start waits. The server is down 6 s and the pod
+/// turns Running just after it is back: kube-runtime's default back-off (800 ms doubling, for
+/// 410 too) has grown to its 6.4 s step by then, so the old code returned 5-6 s after Running;
+/// ours retries every 500 ms at most and relists at once on 410. The bound (2.5 s) leaves a
+/// loaded CI machine room on both sides; the goal (< 1 s) is measured by `spawn-scale`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_returns_soon_after_an_api_restart() {
     let sim = sim_with(SimOptions {
-        ready_delay: Duration::from_millis(2500),
+        ready_delay: Duration::from_millis(6500),
         ..SimOptions::default()
     })
     .await;
@@ -104,14 +107,15 @@ async fn a_start_returns_soon_after_an_api_restart() {
         .await
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    sim.faults().restart_api(Duration::from_secs(2));
+    sim.faults().restart_api(Duration::from_secs(6));
     starting.await.unwrap().expect("start");
     let returned = now_ms();
     let running = sim.timeline()["default/jupyter-rio"]
         .running_ms
         .expect("Running");
     let late = returned - running;
-    assert!(late < 1000.0, "returned {late:.0} ms after Running");
+    eprintln!("returned {late:.0} ms after Running");
+    assert!(late < 2500.0, "returned {late:.0} ms after Running");
 }
 
 /// Point 5: a claim that never binds fails the start with the claim's own reason, shown in
@@ -215,4 +219,23 @@ async fn user_namespaces_are_created_and_their_watches_released() {
         .await
         .expect("a second spawn watches again");
     spawner.stop(true).await.unwrap();
+}
+
+/// Point 7: every request of the spawner carries its User-Agent, so an API server's audit log
+/// and `apiserver_request_total` tell it from other clients.
+#[tokio::test]
+async fn every_request_carries_the_spawners_user_agent() {
+    let sim = sim().await;
+    let cluster = cluster(
+        &sim,
+        json!({ "storage": { "policy": { "type": "per-user" } } }),
+    );
+    let spawner = cluster.spawner(user("ua"), "");
+    spawner.start(request("ua", "")).await.expect("start");
+    spawner.stop(false).await.expect("stop");
+    let counters = sim.counters();
+    let agents: Vec<_> = counters.user_agents.keys().cloned().collect();
+    assert_eq!(agents, vec![egi_spawner::kube::USER_AGENT.to_owned()]);
+    assert!(counters.user_agents[egi_spawner::kube::USER_AGENT] >= 4);
+    assert!(egi_spawner::kube::USER_AGENT.starts_with("egi-spawner/"));
 }

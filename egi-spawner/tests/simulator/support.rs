@@ -20,11 +20,10 @@ pub(crate) async fn sim_with(options: SimOptions) -> KubeSim {
     KubeSim::start(options).await.expect("simulator starts")
 }
 
-/// A kube client of the simulator.
+/// A kube client of the simulator, built as `KubeCluster::infer` builds its own.
 pub(crate) fn client(sim: &KubeSim) -> kube::Client {
     let url: http::Uri = sim.url().parse().expect("simulator url");
-    let config = kube::Config::new(url);
-    kube::Client::try_from(config).expect("client")
+    egi_spawner::kube::client(kube::Config::new(url)).expect("client")
 }
 
 /// Configuration from JSON (as an operator writes it), on the namespace `default`.

@@ -44,6 +44,10 @@ pub struct Counters {
     pub open_watches_by: Vec<WatchCount>,
     /// Most watches open at once since the start or the last reset.
     pub peak_open_watches: u64,
+    /// API requests by their `User-Agent` header (`""` when absent), as an API server's
+    /// audit log tells clients apart.
+    #[serde(default)]
+    pub user_agents: BTreeMap<String, u64>,
 }
 
 impl Counters {
@@ -96,6 +100,7 @@ pub(crate) struct CounterState {
     timeline: HashMap<String, PodTimes>,
     requests: HashMap<(&'static str, String, String), u64>,
     non_resource: u64,
+    user_agents: BTreeMap<String, u64>,
     watches: HashMap<(String, String), u64>,
     open: u64,
     peak: u64,
@@ -111,6 +116,15 @@ impl CounterState {
 
     pub(crate) fn non_resource(&mut self) {
         self.non_resource += 1;
+    }
+
+    /// Notes the `User-Agent` of an API request.
+    pub(crate) fn user_agent(&mut self, agent: &str) {
+        if let Some(n) = self.user_agents.get_mut(agent) {
+            *n += 1;
+        } else {
+            self.user_agents.insert(agent.to_owned(), 1);
+        }
     }
 
     pub(crate) fn watch_opened(&mut self, resource: &str, ns: &str) {
@@ -132,6 +146,7 @@ impl CounterState {
     pub(crate) fn reset(&mut self) {
         self.requests.clear();
         self.non_resource = 0;
+        self.user_agents.clear();
         self.peak = self.open;
     }
 
@@ -172,6 +187,7 @@ impl CounterState {
             open_watches: self.open,
             open_watches_by,
             peak_open_watches: self.peak,
+            user_agents: self.user_agents.clone(),
         }
     }
 }

@@ -113,6 +113,11 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     if let Some(admin) = path.strip_prefix("/simulator") {
         return admin_api(&sh, &method, admin, &body);
     }
+    let agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    sh.counters().user_agent(agent);
     if sh.faults().api_down() {
         // Restarting (Faults::restart_api): what clients see of a server behind a proxy.
         return error(&ApiError::unavailable());
