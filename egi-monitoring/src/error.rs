@@ -113,6 +113,11 @@ pub enum Error {
         message: String,
     },
 
+    /// Notebook parameters that cannot be injected (a name that is not a Python
+    /// identifier, a parameters document that is not a mapping...).
+    #[error("invalid notebook parameters")]
+    Parameters(#[from] crate::notebook::params::ParameterError),
+
     /// A file could not be read or written.
     #[error("cannot {action} {path}")]
     Io {
@@ -128,11 +133,14 @@ pub enum Error {
 
 impl Error {
     /// The probe status this error stands for: UNKNOWN when the probe itself is
-    /// misconfigured ([`Error::Config`], [`Error::Notebook`], [`Error::Io`]), CRITICAL for
+    /// misconfigured ([`Error::Config`], [`Error::Notebook`], [`Error::Parameters`],
+    /// [`Error::Io`]), CRITICAL for
     /// everything the monitored service did.
     pub fn status(&self) -> Status {
         match self {
-            Self::Config(_) | Self::Notebook { .. } | Self::Io { .. } => Status::Unknown,
+            Self::Config(_) | Self::Notebook { .. } | Self::Parameters(_) | Self::Io { .. } => {
+                Status::Unknown
+            }
             _ => Status::Critical,
         }
     }

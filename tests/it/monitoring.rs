@@ -282,7 +282,7 @@ fn an_exception_is_critical_with_its_name_and_the_server_is_stopped() {
         check(&outcome, Status::Critical, &hub);
         assert_eq!(
             outcome.message,
-            "cell 2 of raises.ipynb raised ZeroDivisionError: division by zero"
+            "cell 2 (id cell-2) of raises.ipynb raised ZeroDivisionError: division by zero"
         );
         assert!(
             outcome.details["cell 2 traceback"].contains("ZeroDivisionError"),

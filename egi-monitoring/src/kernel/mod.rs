@@ -19,7 +19,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::error::{Error, Result};
 use crate::hub::{HubClient, unexpected};
 use crate::limits::MAX_WS_MESSAGE_BYTES;
-use protocol::{Collector, Execution, execute_request, new_id};
+use protocol::{Collector, Execution, cell_execute_request, execute_request, new_id};
 
 /// Creates a kernel (`POST {server}api/kernels`, 201) and returns its id.
 pub async fn create(client: &HubClient, server_path: &str, kernel_name: &str) -> Result<String> {
@@ -108,9 +108,23 @@ impl Channels {
     /// Executes `code` and collects stdout, stderr, the result and any exception, until
     /// both the `execute_reply` and the `idle` status arrived. Bound it with a timeout.
     pub async fn execute(&mut self, code: &str) -> Result<Execution> {
+        self.send_and_collect(code, execute_request).await
+    }
+
+    /// Executes a notebook cell: as [`Channels::execute`], with the execution stored in the
+    /// kernel's history (execution counts 1, 2, 3 as in Jupyter and papermill).
+    pub async fn execute_cell(&mut self, code: &str) -> Result<Execution> {
+        self.send_and_collect(code, cell_execute_request).await
+    }
+
+    async fn send_and_collect(
+        &mut self,
+        code: &str,
+        build: fn(&str, &str, &str, &str, &str) -> serde_json::Value,
+    ) -> Result<Execution> {
         let msg_id = new_id();
         let date = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let request = execute_request(code, &msg_id, &self.session, &self.username, &date);
+        let request = build(code, &msg_id, &self.session, &self.username, &date);
         self.ws.send(Message::text(request.to_string())).await?;
         let mut collector = Collector::new(msg_id);
         while let Some(message) = self.ws.next().await {

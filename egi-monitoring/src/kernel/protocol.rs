@@ -1,6 +1,8 @@
 //! The Jupyter messaging protocol (5.3) as a kernel websocket speaks it, without IO:
 //! building an `execute_request` and collecting the replies to it.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Value, json};
 
 /// The protocol version put in the headers.
@@ -46,6 +48,20 @@ pub fn execute_request(
     })
 }
 
+/// An `execute_request` for a notebook cell, as nbclient sends it: like [`execute_request`]
+/// but with `store_history` on, so that execution counts go 1, 2, 3 as in Jupyter.
+pub fn cell_execute_request(
+    code: &str,
+    msg_id: &str,
+    session: &str,
+    username: &str,
+    date: &str,
+) -> Value {
+    let mut request = execute_request(code, msg_id, session, username, date);
+    request["content"]["store_history"] = Value::Bool(true);
+    request
+}
+
 /// An exception raised by executed code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelError {
@@ -81,6 +97,13 @@ pub struct Execution {
     pub reply_status: String,
     /// The `execution_count` of the reply.
     pub execution_count: Option<u64>,
+    /// The outputs as nbformat 4 output objects (`stream`, `execute_result` with its
+    /// `execution_count`, `display_data`, `error`), every MIME type kept, `clear_output`
+    /// applied as nbclient does (`update_display_data` is not applied).
+    pub notebook_outputs: Vec<Value>,
+    /// The kernel's timestamps of `iopub.status.busy`, `iopub.execute_input`,
+    /// `shell.execute_reply` and `iopub.status.idle` (nbclient's `metadata.execution`).
+    pub timestamps: BTreeMap<String, String>,
 }
 
 impl Execution {
@@ -134,6 +157,7 @@ pub struct Collector {
     execution: Execution,
     replied: bool,
     idle: bool,
+    clear_before_next_output: bool,
 }
 
 impl Collector {
@@ -144,6 +168,7 @@ impl Collector {
             execution: Execution::default(),
             replied: false,
             idle: false,
+            clear_before_next_output: false,
         }
     }
 
@@ -155,7 +180,10 @@ impl Collector {
         }
         let content = &message["content"];
         let text = |v: &Value| plain_text(v);
-        match message["header"]["msg_type"].as_str().unwrap_or_default() {
+        let msg_type = message["header"]["msg_type"].as_str().unwrap_or_default();
+        self.record_timestamp(msg_type, message);
+        self.record_notebook_output(msg_type, content);
+        match msg_type {
             "stream" => {
                 let chunk = text(&content["text"]);
                 if content["name"] == "stderr" {
@@ -187,6 +215,70 @@ impl Collector {
         self.is_done()
     }
 
+    fn record_timestamp(&mut self, msg_type: &str, message: &Value) {
+        let content = &message["content"];
+        let key = match msg_type {
+            "status" if content["execution_state"] == "busy" => "iopub.status.busy",
+            "status" if content["execution_state"] == "idle" => "iopub.status.idle",
+            "execute_input" => "iopub.execute_input",
+            "execute_reply" => "shell.execute_reply",
+            _ => return,
+        };
+        if let Some(date) = message["header"]["date"].as_str() {
+            self.execution
+                .timestamps
+                .insert(key.to_owned(), nbclient_timestamp(date));
+        }
+    }
+
+    /// nbformat's `output_from_msg`, with nbclient's `clear_output` (`wait`: before the next
+    /// output).
+    fn record_notebook_output(&mut self, msg_type: &str, content: &Value) {
+        let object = |v: &Value| {
+            if v.is_object() { v.clone() } else { json!({}) }
+        };
+        let output = match msg_type {
+            "stream" => json!({
+                "output_type": "stream",
+                "name": content["name"].as_str().unwrap_or("stdout"),
+                "text": plain_text(&content["text"]),
+            }),
+            "execute_result" => json!({
+                "output_type": "execute_result",
+                "execution_count": content["execution_count"].as_u64(),
+                "data": object(&content["data"]),
+                "metadata": object(&content["metadata"]),
+            }),
+            "display_data" => json!({
+                "output_type": "display_data",
+                "data": object(&content["data"]),
+                "metadata": object(&content["metadata"]),
+            }),
+            "error" => json!({
+                "output_type": "error",
+                "ename": plain_text(&content["ename"]),
+                "evalue": plain_text(&content["evalue"]),
+                "traceback": content["traceback"]
+                    .as_array()
+                    .map(|lines| lines.iter().map(plain_text).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            }),
+            "clear_output" => {
+                if content["wait"] == true {
+                    self.clear_before_next_output = true;
+                } else {
+                    self.execution.notebook_outputs.clear();
+                }
+                return;
+            }
+            _ => return,
+        };
+        if std::mem::take(&mut self.clear_before_next_output) {
+            self.execution.notebook_outputs.clear();
+        }
+        self.execution.notebook_outputs.push(output);
+    }
+
     /// Whether both the reply and the idle status have arrived.
     pub fn is_done(&self) -> bool {
         self.replied && self.idle
@@ -196,6 +288,18 @@ impl Collector {
     pub fn finish(self) -> Execution {
         self.execution
     }
+}
+
+/// A kernel's ISO 8601 timestamp as nbclient writes it (`%Y-%m-%dT%H:%M:%S.%fZ`, UTC);
+/// left as is if it does not parse.
+fn nbclient_timestamp(date: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(date)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+                .to_string()
+        })
+        .unwrap_or_else(|_| date.to_owned())
 }
 
 fn kernel_error(content: &Value) -> KernelError {
@@ -332,5 +436,84 @@ mod tests {
             [Output::Display("ab".into()), Output::Display(String::new())]
         );
         assert_eq!(e.result(), None);
+    }
+
+    #[test]
+    fn notebook_outputs_keep_every_mime_type_and_clear_output() {
+        let mut c = Collector::new("m");
+        let mut dated = |msg_type: &str, content: Value, date: &str| {
+            let mut m = msg("m", msg_type, content);
+            m["header"]["date"] = json!(date);
+            c.feed(&m);
+        };
+        dated(
+            "status",
+            json!({"execution_state": "busy"}),
+            "2026-12-07T22:00:00.000001Z",
+        );
+        dated(
+            "execute_input",
+            json!({"code": "x", "execution_count": 1}),
+            "2026-12-07T23:00:00.5+01:00",
+        );
+        dated(
+            "stream",
+            json!({"name": "stdout", "text": "gone\n"}),
+            "bad date",
+        );
+        dated("clear_output", json!({"wait": false}), "");
+        dated("stream", json!({"name": "stdout", "text": "kept\n"}), "");
+        dated("clear_output", json!({"wait": true}), "");
+        dated(
+            "display_data",
+            json!({"data": {"text/plain": "p", "text/markdown": "**m**"}, "metadata": {}, "transient": {"display_id": "d"}}),
+            "",
+        );
+        dated(
+            "execute_result",
+            json!({"data": {"text/plain": "42"}, "metadata": {"k": 1}, "execution_count": 1}),
+            "",
+        );
+        dated(
+            "error",
+            json!({"ename": "E", "evalue": "v", "traceback": ["t1", "t2"]}),
+            "",
+        );
+        dated(
+            "execute_reply",
+            json!({"status": "error", "execution_count": 1}),
+            "2026-12-07T22:00:01Z",
+        );
+        dated("status", json!({"execution_state": "idle"}), "not a date");
+        let e = c.finish();
+        assert_eq!(
+            e.notebook_outputs,
+            [
+                json!({"output_type": "display_data", "data": {"text/plain": "p", "text/markdown": "**m**"}, "metadata": {}}),
+                json!({"output_type": "execute_result", "data": {"text/plain": "42"}, "metadata": {"k": 1}, "execution_count": 1}),
+                json!({"output_type": "error", "ename": "E", "evalue": "v", "traceback": ["t1", "t2"]}),
+            ]
+        );
+        assert_eq!(
+            e.stdout(),
+            "gone\nkept\n",
+            "the text outputs are not cleared"
+        );
+        let stamps: Vec<(&str, &str)> = e
+            .timestamps
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            stamps,
+            [
+                ("iopub.execute_input", "2026-12-07T22:00:00.500000Z"),
+                ("iopub.status.busy", "2026-12-07T22:00:00.000001Z"),
+                ("iopub.status.idle", "not a date"),
+                ("shell.execute_reply", "2026-12-07T22:00:01.000000Z"),
+            ]
+        );
+        let stored = cell_execute_request("1", "m", "s", "u", "d");
+        assert_eq!(stored["content"]["store_history"], true);
     }
 }

@@ -1,11 +1,27 @@
-//! Jupyter notebooks (nbformat 4) as a list of code cells to run, with optional expected
-//! outputs, read without IO beyond the file.
+//! Jupyter notebooks (nbformat 4): the code cells to run, with optional expected outputs,
+//! papermill-style parameters, and the executed notebook written back; pure but for reading
+//! and writing the file.
 //!
 //! A cell's expected output is its metadata `egi_monitoring.expected_output` (a string, or a
 //! list of strings as nbformat stores text), or, when the notebook's metadata says
 //! `"egi_monitoring": {"check_outputs": true}` (or the caller asks for it), the outputs saved
 //! in the notebook: stdout and the `text/plain` of results and displays, in order. Outputs
 //! are compared with trailing whitespace trimmed.
+//!
+//! - [`params`]: parameters as papermill's `-p`, `-r` and `-f` read them, and the Python
+//!   source of the injected cell.
+//! - [`Notebook::with_parameters`]: injects that cell as papermill does (after the cell
+//!   tagged `parameters`, in place of an earlier `injected-parameters` cell, or at the top).
+//! - [`Notebook::executed`]: the executed notebook from a [`RunRecord`] (outputs,
+//!   execution counts, papermill's per-cell `metadata.papermill` timings and nbclient's
+//!   `metadata.execution` kernel timestamps); [`write_notebook`] writes it whole or not at
+//!   all.
+//!
+//! Cells without an `id` get one (`cell-N`) when a notebook is read, and the notebook is
+//! marked nbformat 4.5, as `nbformat.v4.upgrade` does (with random ids there).
+
+mod document;
+pub mod params;
 
 use std::path::Path;
 
@@ -13,25 +29,31 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::kernel::protocol::{Execution, plain_text};
+pub use document::{CellRun, INJECTED_TAG, PARAMETERS_TAG, RunRecord, to_ipynb, write_notebook};
+use params::Parameters;
 
 /// One code cell to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodeCell {
     /// The cell's position in the notebook (0-based, counting every cell).
     pub index: usize,
+    /// The cell's nbformat id.
+    pub id: String,
     /// Its source.
     pub source: String,
     /// The output it must produce, if checked.
     pub expected: Option<String>,
 }
 
-/// The code cells of a notebook, in order.
+/// A notebook: its code cells in order, and the whole document for the executed copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notebook {
     /// Its name (file name), for messages.
     pub name: String,
     /// The non-empty code cells, in order.
     pub cells: Vec<CodeCell>,
+    document: Value,
+    check_all: bool,
 }
 
 impl Notebook {
@@ -56,18 +78,31 @@ impl Notebook {
             path: name.to_owned(),
             message,
         };
-        let nb: Value = serde_json::from_str(json).map_err(|e| invalid(e.to_string()))?;
+        let mut nb: Value = serde_json::from_str(json).map_err(|e| invalid(e.to_string()))?;
         match nb["nbformat"].as_u64() {
             Some(4) => {}
             Some(v) => return Err(invalid(format!("nbformat {v} is not supported (4 is)"))),
             None => return Err(invalid("no nbformat".into())),
         }
+        if !nb["cells"].is_array() {
+            return Err(invalid("no cells".into()));
+        }
+        if !nb["metadata"].is_object() {
+            nb["metadata"] = Value::Object(Default::default());
+        }
+        document::upgrade_ids(&mut nb);
         let check_all = check_outputs || nb["metadata"]["egi_monitoring"]["check_outputs"] == true;
-        let cells = nb["cells"]
-            .as_array()
-            .ok_or_else(|| invalid("no cells".into()))?;
+        Self::from_document(name, nb, check_all)
+    }
+
+    fn from_document(name: &str, document: Value, check_all: bool) -> Result<Self> {
         let mut code = Vec::new();
-        for (index, cell) in cells.iter().enumerate() {
+        for (index, cell) in document["cells"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             if cell["cell_type"] != "code" {
                 continue;
             }
@@ -78,24 +113,62 @@ impl Notebook {
             let declared = &cell["metadata"]["egi_monitoring"]["expected_output"];
             let expected = if !declared.is_null() {
                 Some(plain_text(declared))
-            } else if check_all {
+            } else if check_all && !document::is_injected(cell) {
                 Some(saved_output(&cell["outputs"]))
             } else {
                 None
             };
             code.push(CodeCell {
                 index,
+                id: cell["id"].as_str().unwrap_or_default().to_owned(),
                 source,
                 expected,
             });
         }
         if code.is_empty() {
-            return Err(invalid("no code cells".into()));
+            return Err(Error::Notebook {
+                path: name.to_owned(),
+                message: "no code cells".into(),
+            });
         }
         Ok(Self {
             name: name.to_owned(),
             cells: code,
+            document,
+            check_all,
         })
+    }
+
+    /// The notebook with `parameters` injected as papermill does: a code cell tagged
+    /// `injected-parameters` holding [`Parameters::to_python`], in place of an earlier
+    /// injected cell, else right after the first cell tagged `parameters`, else at the top;
+    /// `metadata.papermill.parameters` records them. No parameters: the notebook as is.
+    ///
+    /// Only Python kernels: a notebook whose kernelspec or language_info names another
+    /// language is [`ParameterError::Language`] (as [`Error::Parameters`]).
+    pub fn with_parameters(&self, parameters: &Parameters) -> Result<Self> {
+        if parameters.is_empty() {
+            return Ok(self.clone());
+        }
+        let mut document = self.document.clone();
+        document::inject(&mut document, parameters)?;
+        Self::from_document(&self.name, document, self.check_all)
+    }
+
+    /// The notebook document (after injection, before any run).
+    pub fn document(&self) -> &Value {
+        &self.document
+    }
+
+    /// The executed notebook: this document with `record`'s outputs and timings (see
+    /// [`RunRecord`]); valid nbformat 4.5.
+    pub fn executed(&self, record: &RunRecord) -> Value {
+        document::assemble(&self.document, record)
+    }
+
+    /// The code cell at notebook position `index`.
+    pub fn cell(&self, index: usize) -> Option<&CodeCell> {
+        self.cells.iter().find(|c| c.index == index)
     }
 }
 
@@ -196,6 +269,7 @@ mod tests {
         assert_eq!(err, r#"cell 3 printed "8", expected "7""#);
         let unchecked = CodeCell {
             index: 0,
+            id: "c".into(),
             source: "1".into(),
             expected: None,
         };

@@ -5,7 +5,8 @@ use crate::error::{Error, Result};
 use crate::hub::HubClient;
 use crate::kernel::protocol::{Execution, KernelError};
 use crate::kernel::{self, Channels};
-use crate::notebook::{Notebook, check_output};
+use crate::notebook::params::Parameters;
+use crate::notebook::{CellRun, Notebook, RunRecord, check_output};
 use crate::outcome::{Outcome, Status, Timeline, seconds};
 use crate::probes::server::{Up, bring_up, conclude, spawn_time, tear_down};
 use crate::probes::{Probe, ProbeFuture, SpawnSettings};
@@ -66,20 +67,27 @@ impl Probe for ExecuteProbe {
             code: &self.code,
             expected: self.expected_result.as_deref(),
         };
-        Box::pin(run_job(
-            &self.client,
-            &self.settings,
-            &self.kernel_name,
-            job,
-        ))
+        Box::pin(async move {
+            run_job(
+                &self.client,
+                &self.settings,
+                &self.kernel_name,
+                job,
+                &mut None,
+            )
+            .await
+        })
     }
 }
 
 /// Runs the code cells of a notebook in order in one kernel, stopping at the first error.
 ///
-/// OK: "Ran 4 cells of check.ipynb in 0.3 s (server ready in 3.2 s)". CRITICAL: "cell 3 of
-/// check.ipynb raised ZeroDivisionError: division by zero", an output that differs from the
-/// expected one, or the failing phase.
+/// OK: "Ran 4 cells of check.ipynb in 0.3 s (server ready in 3.2 s)". CRITICAL: "cell 3 (id
+/// a1b2) of check.ipynb raised ZeroDivisionError: division by zero", an output that differs
+/// from the expected one, or the failing phase.
+///
+/// With [`NotebookProbe::parameters`], papermill-style parameters are injected first;
+/// [`NotebookProbe::run_notebook`] also returns what the executed notebook needs.
 #[derive(Debug, Clone)]
 pub struct NotebookProbe {
     client: HubClient,
@@ -105,6 +113,33 @@ impl NotebookProbe {
         self.kernel_name = name.into();
         self
     }
+
+    /// Injects `parameters` as papermill does (see [`Notebook::with_parameters`]).
+    pub fn parameters(mut self, parameters: &Parameters) -> Result<Self> {
+        self.notebook = self.notebook.with_parameters(parameters)?;
+        Ok(self)
+    }
+
+    /// The notebook it runs (with the parameters injected).
+    pub fn notebook(&self) -> &Notebook {
+        &self.notebook
+    }
+
+    /// Runs the notebook once, as [`Probe::run`] does, and also returns the record of the
+    /// cells run, for [`Notebook::executed`]: none if no cell was started (the server, the
+    /// kernel or its websocket failed first).
+    pub async fn run_notebook(&self) -> (Outcome, Option<RunRecord>) {
+        let mut record = None;
+        let outcome = run_job(
+            &self.client,
+            &self.settings,
+            &self.kernel_name,
+            Job::Notebook(&self.notebook),
+            &mut record,
+        )
+        .await;
+        (outcome, record)
+    }
 }
 
 impl Probe for NotebookProbe {
@@ -113,13 +148,7 @@ impl Probe for NotebookProbe {
     }
 
     fn run(&self) -> ProbeFuture<'_> {
-        let job = Job::Notebook(&self.notebook);
-        Box::pin(run_job(
-            &self.client,
-            &self.settings,
-            &self.kernel_name,
-            job,
-        ))
+        Box::pin(async move { self.run_notebook().await.0 })
     }
 }
 
@@ -137,21 +166,30 @@ async fn run_job(
     settings: &SpawnSettings,
     kernel_name: &str,
     job: Job<'_>,
+    record: &mut Option<RunRecord>,
 ) -> Outcome {
     let mut timeline = Timeline::start();
     let mut up = Up::default();
     let work = match bring_up(client, settings, &mut timeline, &mut up).await {
         Ok(path) => {
             let ready = spawn_time(&timeline);
-            in_kernel(client, settings, kernel_name, &path, job, &mut timeline)
-                .await
-                .map(|(status, message)| match status {
-                    Status::Ok => (
-                        status,
-                        format!("{message} (server ready in {})", seconds(ready)),
-                    ),
-                    _ => (status, message),
-                })
+            in_kernel(
+                client,
+                settings,
+                kernel_name,
+                &path,
+                job,
+                &mut timeline,
+                record,
+            )
+            .await
+            .map(|(status, message)| match status {
+                Status::Ok => (
+                    status,
+                    format!("{message} (server ready in {})", seconds(ready)),
+                ),
+                _ => (status, message),
+            })
         }
         Err(e) => Err(e),
     };
@@ -171,6 +209,7 @@ async fn in_kernel(
     server_path: &str,
     job: Job<'_>,
     timeline: &mut Timeline,
+    record: &mut Option<RunRecord>,
 ) -> Result<(Status, String)> {
     let t = settings.timeouts;
     let (server_path, how) = timeline
@@ -195,7 +234,7 @@ async fn in_kernel(
         .await
     {
         Ok(mut channels) => {
-            let result = run(&mut channels, job, settings, timeline).await;
+            let result = run(&mut channels, job, settings, timeline, record).await;
             channels.close().await;
             result
         }
@@ -289,6 +328,7 @@ async fn run(
     job: Job<'_>,
     settings: &SpawnSettings,
     timeline: &mut Timeline,
+    record: &mut Option<RunRecord>,
 ) -> Result<(Status, String)> {
     let timeout = settings.timeouts.execute;
     match job {
@@ -319,44 +359,86 @@ async fn run(
             Ok((Status::Ok, message))
         }
         Job::Notebook(notebook) => {
-            let started = tokio::time::Instant::now();
-            for (n, cell) in notebook.cells.iter().enumerate() {
-                let phase = format!("cell {}", cell.index);
-                let execution = timeline
-                    .phase(&phase, timeout, channels.execute(&cell.source))
-                    .await?;
-                record_outputs(timeline, &format!("cell {} ", cell.index), &execution);
-                if let Some(error) = &execution.error {
-                    timeline.mark_failed(&phase);
-                    let message = format!(
-                        "cell {} of {} raised {}",
-                        cell.index,
-                        notebook.name,
-                        describe(error)
-                    );
-                    return Ok((Status::Critical, message));
-                }
-                if let Err(mismatch) = check_output(cell, &execution) {
-                    timeline.mark_failed(&phase);
-                    let message = format!(
-                        "wrong output in {}: {mismatch} ({n} cells ran fine before)",
-                        notebook.name
-                    );
-                    return Ok((Status::Critical, message));
-                }
-            }
-            let count = notebook.cells.len();
-            let cells = if count == 1 { "cell" } else { "cells" };
-            Ok((
-                Status::Ok,
-                format!(
-                    "Ran {count} {cells} of {} in {}",
-                    notebook.name,
-                    seconds(started.elapsed())
-                ),
-            ))
+            let run = record.insert(RunRecord {
+                start: chrono::Utc::now(),
+                end: chrono::Utc::now(),
+                cells: Vec::new(),
+                finished: false,
+                input_path: None,
+                output_path: None,
+            });
+            let result = run_cells(channels, notebook, timeout, timeline, run).await;
+            run.end = chrono::Utc::now();
+            result
         }
     }
+}
+
+/// Runs the code cells in order, recording each in `run`, until one fails.
+async fn run_cells(
+    channels: &mut Channels,
+    notebook: &Notebook,
+    timeout: std::time::Duration,
+    timeline: &mut Timeline,
+    run: &mut RunRecord,
+) -> Result<(Status, String)> {
+    let started = tokio::time::Instant::now();
+    for (n, cell) in notebook.cells.iter().enumerate() {
+        let phase = format!("cell {}", cell.index);
+        let start = chrono::Utc::now();
+        let executed = timeline
+            .phase(&phase, timeout, channels.execute_cell(&cell.source))
+            .await;
+        let mut cell_run = CellRun {
+            index: cell.index,
+            start,
+            end: chrono::Utc::now(),
+            execution: Default::default(),
+            failed: true,
+        };
+        let execution = match executed {
+            Ok(execution) => execution,
+            Err(e) => {
+                run.cells.push(cell_run);
+                return Err(e);
+            }
+        };
+        record_outputs(timeline, &format!("cell {} ", cell.index), &execution);
+        let failure = if let Some(error) = &execution.error {
+            Some(format!(
+                "cell {} (id {}) of {} raised {}",
+                cell.index,
+                cell.id,
+                notebook.name,
+                describe(error)
+            ))
+        } else {
+            check_output(cell, &execution).err().map(|mismatch| {
+                format!(
+                    "wrong output in {}: {mismatch} ({n} cells ran fine before)",
+                    notebook.name
+                )
+            })
+        };
+        cell_run.execution = execution;
+        cell_run.failed = failure.is_some();
+        run.cells.push(cell_run);
+        if let Some(message) = failure {
+            timeline.mark_failed(&phase);
+            return Ok((Status::Critical, message));
+        }
+    }
+    run.finished = true;
+    let count = notebook.cells.len();
+    let cells = if count == 1 { "cell" } else { "cells" };
+    Ok((
+        Status::Ok,
+        format!(
+            "Ran {count} {cells} of {} in {}",
+            notebook.name,
+            seconds(started.elapsed())
+        ),
+    ))
 }
 
 fn record_outputs(timeline: &mut Timeline, prefix: &str, execution: &Execution) {
