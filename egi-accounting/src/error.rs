@@ -76,6 +76,19 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    /// The notebooks database (SQLite) could not be opened, read or written: nothing of
+    /// the run was written to it.
+    #[error("{action} {path}")]
+    Database {
+        /// What was being done, such as "cannot open notebooks database".
+        action: &'static str,
+        /// The database file.
+        path: PathBuf,
+        /// The SQLite error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl Error {

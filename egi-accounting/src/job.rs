@@ -49,6 +49,32 @@ pub async fn run<S: Sink + ?Sized>(
     limits: Limits,
     sink: &mut S,
 ) -> Result<Report> {
+    let joiner = ask(source, window).await?;
+    deliver(&joiner, window, config, limits, sink)
+}
+
+/// [`run`], also upserting every pod's row into the notebooks database `db` (the Python
+/// tool's `notebooks_db`) before the messages are delivered. The rows are written in one
+/// transaction: if that fails, nothing is written there nor delivered; if delivery fails
+/// afterwards, the rows stay (the next run upserts them again, as APEL replaces records).
+#[cfg(feature = "notebooks-db")]
+pub async fn run_with_db<S: Sink + ?Sized>(
+    source: &dyn MetricsSource,
+    window: &Window,
+    config: &RecordConfig,
+    limits: Limits,
+    sink: &mut S,
+    db: &mut crate::notebooks_db::NotebooksDb,
+) -> Result<Report> {
+    let joiner = ask(source, window).await?;
+    let rows = crate::notebooks_db::rows(&joiner, config, window.at);
+    let written = db.upsert(&rows)?;
+    tracing::info!(rows = written, db = %db.path().display(), "notebooks database updated");
+    deliver(&joiner, window, config, limits, sink)
+}
+
+/// Asks every question, folding the answers into one table as they arrive.
+async fn ask(source: &dyn MetricsSource, window: &Window) -> Result<Joiner> {
     let joiner = Mutex::new(Joiner::new());
     let fold = |batch: Answer| {
         joiner
@@ -66,8 +92,17 @@ pub async fn run<S: Sink + ?Sized>(
         outcome?;
     }
     drop(asked);
-    let joiner = joiner.into_inner().unwrap_or_else(PoisonError::into_inner);
+    Ok(joiner.into_inner().unwrap_or_else(PoisonError::into_inner))
+}
 
+/// Renders the records of `joiner` into messages and delivers them, all or nothing.
+fn deliver<S: Sink + ?Sized>(
+    joiner: &Joiner,
+    window: &Window,
+    config: &RecordConfig,
+    limits: Limits,
+    sink: &mut S,
+) -> Result<Report> {
     let mut report = Report {
         pods: joiner.pod_count(),
         ..Report::default()

@@ -28,6 +28,8 @@
 //! | Feature | Default | What it adds |
 //! |---|---|---|
 //! | `snapshot` | yes | [`snapshot::SnapshotSource`]: the questions answered from an OpenMetrics history by evaluating their PromQL locally (the `regex` and `memchr` dependencies). A job that only asks Prometheus can leave it out. |
+//! | `notebooks-db` | yes | [`notebooks_db`]: the Python tool's SQLite copy of the records (`notebooks_db`), written by [`job::run_with_db`] (rusqlite with SQLite compiled in). |
+//! | `eosc` | no | [`eosc`]: the EOSC EU Node accounting job (hours per flavor, user and group per day, from the notebooks database), with a client-credentials token from egi-checkin. |
 //! | `rustls-tls` | yes | HTTPS to Prometheus with rustls and the Web PKI roots (reqwest's `rustls-tls`), needed for `https://` URLs, `verify = false` and `ca_cert`. |
 //!
 //! Without `rustls-tls`, [`prometheus::PrometheusSource::new`] accepts only `http://` URLs
@@ -51,9 +53,13 @@
 
 pub mod apel;
 pub mod config;
+#[cfg(feature = "eosc")]
+pub mod eosc;
 mod error;
 pub mod job;
 pub mod metrics;
+#[cfg(feature = "notebooks-db")]
+pub mod notebooks_db;
 pub mod prometheus;
 pub mod query;
 pub mod record;

@@ -219,6 +219,15 @@ impl Joiner {
         self.pods.len()
     }
 
+    /// The value of `name`, one of the annotations the records use
+    /// (`hub_jupyter_org_username`, `egi_eu_primary_group`, `egi_eu_flavor`), for pod `uid`,
+    /// as Prometheus gave it (not APEL-encoded): what the notebooks database keeps.
+    pub fn annotation(&self, uid: &str, name: &str) -> Option<&str> {
+        let i = ANNOTATIONS.iter().position(|a| *a == name)?;
+        let uid = self.strings.ids.get(uid)?;
+        self.annotations.get(uid)?[i].map(|id| self.strings.name(id))
+    }
+
     fn warn_orphans(&self) {
         for (metric, uids) in [
             (
