@@ -13,10 +13,22 @@
 //! plain ASCII names untouched, and makes it impossible for a hostile name (one containing
 //! a newline, say) to inject fields into the message. A value the loader would read as null
 //! (`none`, `null`) gets its first letter encoded (`%6Eone`).
+//!
+//! # Overlong names
+//! APEL's columns hold 255 characters, and encoding can triple a name's length (a
+//! 50-character non-ASCII user name is enough to overflow). An encoded value longer than
+//! [`MAX_FIELD_LEN`] is shortened rather than losing its record: the first 233 characters
+//! (never splitting a `%XX` escape), then `%~`, then 20 hex digits of the SHA-256 of the
+//! original value. The same name always gives the same text, and two different names never
+//! give the same text: the encoder never writes `%` followed by anything but two hex
+//! digits, so a shortened value cannot equal one that was not shortened, and two shortened
+//! ones differ in their prefix or their hash (80 bits). [`was_shortened`] tells them apart.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::num::NonZeroUsize;
+
+use sha2::{Digest, Sha256};
 
 use crate::record::CloudRecord;
 
@@ -75,15 +87,48 @@ pub const MAX_CPU_COUNT_MILLI: i64 = 9_999_999_999;
 /// Latest time APEL's loader can store (9999-12-31T23:59:59Z).
 pub const MAX_TIME: i64 = 253_402_300_799;
 
-/// Makes a value safe for an APEL message (see the module documentation). A value the
-/// loader would read as null (`none`, `null`, any case) gets its first letter encoded, so
-/// that a user called `None` is still a user.
+/// Marks a shortened value (see the module documentation); the encoder never writes it.
+const SHORTENED_MARK: &str = "%~";
+/// Hex digits of the SHA-256 of the original value at the end of a shortened value.
+const HASH_HEX_DIGITS: usize = 20;
+
+/// Makes a value safe for an APEL message (see the module documentation): printable ASCII,
+/// at most [`MAX_FIELD_LEN`] characters, distinct values kept distinct. A value the loader
+/// would read as null (`none`, `null`, any case) gets its first letter encoded, so that a
+/// user called `None` is still a user.
 pub fn ascii_field(value: &str) -> String {
     if !value.is_empty() && is_null_word(value) {
         let (first, rest) = value.split_at(1);
         return format!("%{:02X}{rest}", first.as_bytes()[0]);
     }
-    encode(value).into_owned()
+    let encoded = encode(value);
+    if encoded.len() <= MAX_FIELD_LEN {
+        return encoded.into_owned();
+    }
+    let bytes = encoded.as_bytes();
+    let mut cut = MAX_FIELD_LEN - SHORTENED_MARK.len() - HASH_HEX_DIGITS;
+    // Every `%` the encoder writes starts a three-character escape: do not split one.
+    if let Some(back) = (1..=2).find(|b| bytes[cut - b] == b'%') {
+        cut -= back;
+    }
+    let mut out = String::with_capacity(MAX_FIELD_LEN);
+    out.push_str(&encoded[..cut]);
+    out.push_str(SHORTENED_MARK);
+    for b in Sha256::digest(value.as_bytes())
+        .iter()
+        .take(HASH_HEX_DIGITS / 2)
+    {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// Whether [`ascii_field`] shortened the value it returned (it was over
+/// [`MAX_FIELD_LEN`] characters once encoded).
+pub fn was_shortened(field: &str) -> bool {
+    let bytes = field.as_bytes();
+    bytes.len() > HASH_HEX_DIGITS
+        && bytes[..bytes.len() - HASH_HEX_DIGITS].ends_with(SHORTENED_MARK.as_bytes())
 }
 
 fn encode(value: &str) -> Cow<'_, str> {
@@ -148,16 +193,18 @@ pub fn validate(r: &CloudRecord) -> Result<(), String> {
         }
     }
     for (field, value) in [
-        ("RecordCreateTime", r.record_create_time),
-        ("StartTime", r.start_time),
-        ("WallDuration", r.wall_duration),
+        ("RecordCreateTime", Some(r.record_create_time)),
+        ("StartTime", Some(r.start_time)),
+        ("WallDuration", Some(r.wall_duration)),
         ("CpuDuration", r.cpu_duration),
         ("NetworkInbound", r.network_inbound),
         ("NetworkOutbound", r.network_outbound),
         ("Memory", r.memory),
-        ("Disk", r.disk),
+        ("Disk", Some(r.disk)),
     ] {
-        if value < 0 {
+        if let Some(value) = value
+            && value < 0
+        {
             return Err(format!("{field} is negative ({value})"));
         }
     }
@@ -227,12 +274,20 @@ pub fn render_into(r: &CloudRecord, out: &mut String) {
     }
     line("SuspendDuration", &0);
     line("WallDuration", &r.wall_duration);
-    line("CpuDuration", &r.cpu_duration);
+    if let Some(v) = &r.cpu_duration {
+        line("CpuDuration", v);
+    }
     line("CpuCount", &cpu_count_text(r.cpu_count_milli));
-    line("NetworkInbound", &r.network_inbound);
-    line("NetworkOutbound", &r.network_outbound);
+    if let Some(v) = &r.network_inbound {
+        line("NetworkInbound", v);
+    }
+    if let Some(v) = &r.network_outbound {
+        line("NetworkOutbound", v);
+    }
     line("PublicIPCount", &0);
-    line("Memory", &r.memory);
+    if let Some(v) = &r.memory {
+        line("Memory", v);
+    }
     line("Disk", &r.disk);
     if let Some(v) = &r.image_id {
         line("ImageId", v);

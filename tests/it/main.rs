@@ -3,6 +3,7 @@
 //! Each test starts the peers it needs (fresh temporary directory, free loopback port) and
 //! stops them when done. Peers must be on `PATH`: `.ci/install-peers` installs them.
 
+mod accounting_cli;
 mod accounting_job;
 mod accounting_tls;
 mod checkin_concurrency;

@@ -19,11 +19,11 @@ pub(crate) fn record(uid: &str) -> CloudRecord {
         start_time: 1_700_000_000,
         end_time: Some(1_700_003_000),
         wall_duration: 3000,
-        cpu_duration: 120,
+        cpu_duration: Some(120),
         cpu_count_milli: 500,
-        network_inbound: 1,
-        network_outbound: 0,
-        memory: 512,
+        network_inbound: Some(1),
+        network_outbound: Some(0),
+        memory: Some(512),
         disk: 0,
         image_id: Some("egifedcloud/notebooks:1.0".into()),
         cloud_type: "EGI Notebooks".into(),
@@ -84,7 +84,7 @@ fn validation_enforces_apel_rules() {
         (|r| r.image_id = Some("x".repeat(256)), "ImageId"),
         (|r| r.fqan = Some(" vo".into()), "FQAN"),
         (|r| r.wall_duration = -1, "WallDuration"),
-        (|r| r.memory = -5, "Memory"),
+        (|r| r.memory = Some(-5), "Memory"),
         (|r| r.end_time = Some(1), "EndTime"),
         (|r| r.cpu_count_milli = MAX_CPU_COUNT_MILLI + 1, "CpuCount"),
         (|r| r.cpu_count_milli = -1, "CpuCount"),
@@ -176,13 +176,17 @@ proptest! {
     }
 
     #[test]
-    fn ascii_field_is_ascii_and_reversible(s in "\\PC{0,64}") {
+    fn ascii_field_is_ascii_and_reversible(s in "\\PC{0,64}|\\PC{80,120}") {
         let e = ascii_field(&s);
         prop_assert!(e.bytes().all(|b| (0x20..=0x7e).contains(&b)));
         prop_assert_eq!(e.trim(), e.as_str());
+        prop_assert!(e.len() <= MAX_FIELD_LEN, "{} characters", e.len());
+        // A shortened value is a prefix of the encoding, `%~` and 20 hex digits.
+        let shortened = was_shortened(&e);
+        let body = if shortened { &e[..e.len() - 22] } else { e.as_str() };
         // Decode %XX back to bytes.
         let mut bytes = Vec::new();
-        let mut it = e.bytes();
+        let mut it = body.bytes();
         while let Some(b) = it.next() {
             if b == b'%' {
                 let hex = [it.next().unwrap(), it.next().unwrap()];
@@ -191,6 +195,10 @@ proptest! {
                 bytes.push(b);
             }
         }
-        prop_assert_eq!(String::from_utf8(bytes).unwrap(), s);
+        if shortened {
+            prop_assert!(s.as_bytes().starts_with(&bytes) && bytes.len() < s.len());
+        } else {
+            prop_assert_eq!(String::from_utf8(bytes).unwrap(), s);
+        }
     }
 }

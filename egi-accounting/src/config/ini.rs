@@ -15,10 +15,18 @@ use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
 
-/// Sections by name, each a map of lowercased keys to raw (not yet interpolated) values.
+/// Sections by name, each a list of lowercased keys and raw (not yet interpolated) values in
+/// file order (Python's `configparser` keeps that order, and the `[VO]` section depends on it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ini {
-    sections: BTreeMap<String, BTreeMap<String, String>>,
+    sections: BTreeMap<String, Section>,
+}
+
+/// One section's keys and raw values, in file order (sections are small: a list is enough).
+type Section = Vec<(String, String)>;
+
+fn lookup<'a>(section: &'a Section, key: &str) -> Option<&'a String> {
+    section.iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
 fn err(line: usize, why: impl std::fmt::Display) -> Error {
@@ -44,7 +52,10 @@ impl Ini {
             let indented = raw.starts_with([' ', '\t']);
             if indented
                 && let (Some(s), Some(k)) = (&section, &last_key)
-                && let Some(v) = ini.sections.get_mut(s).and_then(|m| m.get_mut(k))
+                && let Some((_, v)) = ini
+                    .sections
+                    .get_mut(s)
+                    .and_then(|m| m.iter_mut().find(|(key, _)| key == k))
             {
                 v.push('\n');
                 v.push_str(trimmed);
@@ -57,7 +68,7 @@ impl Ini {
                 if ini.sections.contains_key(name) {
                     return Err(err(n, format!("section [{name}] appears twice")));
                 }
-                ini.sections.insert(name.to_owned(), BTreeMap::new());
+                ini.sections.insert(name.to_owned(), Section::new());
                 section = Some(name.to_owned());
                 last_key = None;
                 continue;
@@ -74,9 +85,10 @@ impl Ini {
                 return Err(err(n, "empty key"));
             }
             let map = ini.sections.entry(s.clone()).or_default();
-            if map.insert(key.clone(), value).is_some() {
+            if lookup(map, &key).is_some() {
                 return Err(err(n, format!("key {key:?} appears twice in [{s}]")));
             }
+            map.push((key.clone(), value));
             last_key = Some(key);
         }
         Ok(ini)
@@ -92,13 +104,13 @@ impl Ini {
         let Some(map) = self.sections.get(section) else {
             return Ok(None);
         };
-        match map.get(key) {
+        match lookup(map, key) {
             None => Ok(None),
             Some(raw) => interpolate(map, section, key, raw, 0).map(Some),
         }
     }
 
-    /// The keys of a section, in sorted order, with interpolated values.
+    /// The keys of a section, in file order, with interpolated values.
     pub fn items(&self, section: &str) -> Result<Vec<(String, String)>> {
         let Some(map) = self.sections.get(section) else {
             return Ok(Vec::new());
@@ -109,13 +121,7 @@ impl Ini {
     }
 }
 
-fn interpolate(
-    map: &BTreeMap<String, String>,
-    section: &str,
-    key: &str,
-    raw: &str,
-    depth: usize,
-) -> Result<String> {
+fn interpolate(map: &Section, section: &str, key: &str, raw: &str, depth: usize) -> Result<String> {
     let bad = |why: &str| Error::Config(format!("[{section}] {key}: {why}"));
     if depth > 10 {
         return Err(bad("interpolation is too deep (a loop?)"));
@@ -133,8 +139,7 @@ fn interpolate(
                 .find(")s")
                 .ok_or_else(|| bad("'%(' must be followed by a name and ')s'"))?;
             let name = r[..end].to_lowercase();
-            let value = map
-                .get(&name)
+            let value = lookup(map, &name)
                 .ok_or_else(|| bad(&format!("%({name})s refers to a missing key")))?;
             out.push_str(&interpolate(map, section, &name, value, depth + 1)?);
             rest = &r[end + 2..];
@@ -188,6 +193,18 @@ mod tests {
         );
         assert!(ini.has_section("VO") && !ini.has_section("vo"));
         assert_eq!(ini.get("missing", "x").unwrap(), None);
+    }
+
+    #[test]
+    fn items_keep_file_order_as_configparser_does() {
+        let ini = Ini::parse("[VO]\nvo.z = g1\nvo.a = g2\nvo.m = g3\n").unwrap();
+        let keys: Vec<String> = ini
+            .items("VO")
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, ["vo.z", "vo.a", "vo.m"]);
     }
 
     #[test]

@@ -26,8 +26,15 @@
 //!
 //! Booleans accept `1/0`, `true/false`, `yes/no`, `on/off`. An empty environment variable
 //! counts as set (as in Python); for optional text fields an empty value means "unset".
+//!
+//! Loading is pure: it logs nothing, because it runs before logging is set up. What it
+//! ignored or guessed comes back as [`Warning`]s in [`Config::warnings`] for the caller to
+//! report: a missing configuration file (the environment and defaults are used, as in the
+//! Python tool), a `[VO]` value listed under two VOs (the later line wins, as in the Python
+//! tool), unknown keys in `[default]` and `[prometheus]`, and the like.
 
 pub mod ini;
+mod warning;
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -42,6 +49,27 @@ use crate::metrics::{Filter, LookBack, Timestamp, Window};
 use crate::prometheus::{Auth, PrometheusConfig};
 use crate::record::{FqanKey, RecordConfig, Units, VoMap};
 pub use ini::Ini;
+pub use warning::Warning;
+
+/// Keys read from `[default]`; any other key there is reported as [`Warning::UnknownKey`].
+const DEFAULT_KEYS: [&str; 10] = [
+    "verbose",
+    "site",
+    "cloud_type",
+    "cloud_compute_service",
+    "fqan_key",
+    "default_cpu_count",
+    "apel_spool",
+    "notebooks_db",
+    "units",
+    "max_records",
+];
+
+/// Keys read from `[prometheus]`; any other key there is reported as [`Warning::UnknownKey`].
+const PROMETHEUS_KEYS: [&str; 10] = [
+    "url", "user", "password", "token", "verify", "ca_cert", "timeout", "retries", "filter",
+    "range",
+];
 
 /// Everything an accounting run needs.
 #[derive(Debug, Clone)]
@@ -60,6 +88,9 @@ pub struct Config {
     pub spool: Option<PathBuf>,
     /// Debug logging requested (`verbose = 1`).
     pub verbose: bool,
+    /// What loading ignored or guessed, in the order found: the caller reports them (loading
+    /// itself logs nothing, as it runs before logging is set up).
+    pub warnings: Vec<Warning>,
 }
 
 fn parse_bool(key: &str, v: &str) -> Result<bool> {
@@ -81,20 +112,47 @@ fn parse_num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T> {
 impl Config {
     /// Reads the INI file at `path` (if any) and the environment through `env`
     /// (pass `|k| std::env::var(k).ok()` for the process environment).
+    ///
+    /// A file that does not exist is read as empty, with [`Warning::MissingFile`], as the
+    /// Python tool does; a file that exists but cannot be read is an
+    /// [`Error::ConfigFile`].
     pub fn load(path: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let text = match path {
-            Some(p) => std::fs::read_to_string(p).map_err(|source| Error::ConfigFile {
-                path: p.to_owned(),
-                source,
-            })?,
-            None => String::new(),
+        let (text, missing) = match path {
+            Some(p) => match std::fs::read_to_string(p) {
+                Ok(text) => (text, None),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    (String::new(), Some(p.to_owned()))
+                }
+                Err(source) => {
+                    return Err(Error::ConfigFile {
+                        path: p.to_owned(),
+                        source,
+                    });
+                }
+            },
+            None => (String::new(), None),
         };
-        Self::from_ini_str(&text, env)
+        let mut config = Self::from_ini_str(&text, env)?;
+        if let Some(path) = missing {
+            config.warnings.insert(0, Warning::MissingFile { path });
+        }
+        Ok(config)
     }
 
     /// Reads INI text and the environment through `env`.
     pub fn from_ini_str(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let ini = Ini::parse(text)?;
+        let mut warnings = Vec::new();
+        for (section, known) in [("default", &DEFAULT_KEYS), ("prometheus", &PROMETHEUS_KEYS)] {
+            for (key, _) in ini.items(section)? {
+                if !known.contains(&key.as_str()) {
+                    warnings.push(Warning::UnknownKey {
+                        section: section.to_owned(),
+                        key,
+                    });
+                }
+            }
+        }
         // Environment first, then the file, as the Python tool does.
         let lookup = |section: &str, key: &str, var: Option<&str>| -> Result<Option<String>> {
             if let Some(v) = var.and_then(&env) {
@@ -111,7 +169,7 @@ impl Config {
         // As in the Python tool, any verbose value but a true one means "not verbose".
         let verbose = match lookup("default", "verbose", Some("VERBOSE"))? {
             Some(v) => parse_bool("verbose", &v).unwrap_or_else(|_| {
-                tracing::warn!(value = %v, "verbose is not a boolean: taken as false");
+                warnings.push(Warning::VerboseNotBoolean { value: v });
                 false
             }),
             None => false,
@@ -148,11 +206,17 @@ impl Config {
             None => Limits::default().max_records,
         };
         if text_opt("default", "notebooks_db", Some("NOTEBOOKS_DB"))?.is_some() {
-            tracing::warn!("notebooks_db is set but this tool keeps no SQLite copy: ignored");
+            warnings.push(Warning::NotebooksDbIgnored);
         }
         let mut vo_map = VoMap::new();
         for (vo, values) in ini.items("VO")? {
-            vo_map.insert(&vo, &values.replace('\n', ","))?;
+            for (value, dropped) in vo_map.insert(&vo, &values.replace('\n', ","))? {
+                warnings.push(Warning::VoValueTwice {
+                    value,
+                    dropped,
+                    kept: vo.trim().to_owned(),
+                });
+            }
         }
         for (key, value) in [
             ("site", Some(site.trim())),
@@ -189,9 +253,7 @@ impl Config {
         let user = text_opt("prometheus", "user", None)?;
         let password = lookup("prometheus", "password", None)?.unwrap_or_default();
         if user.is_none() && !password.is_empty() {
-            tracing::warn!(
-                "[prometheus] password is set without user: no basic authentication is sent"
-            );
+            warnings.push(Warning::PasswordWithoutUser);
         }
         let token = text_opt("prometheus", "token", Some("PROMETHEUS_TOKEN"))?;
         prometheus.auth = match (user, token) {
@@ -251,6 +313,7 @@ impl Config {
             filter,
             spool,
             verbose,
+            warnings,
         })
     }
 

@@ -148,7 +148,6 @@ fn bad_values_are_named() {
         ("[prometheus]\nverify=maybe\n", vec![], "verify"),
         ("[prometheus]\nuser=a\ntoken=b\n", vec![], "not both"),
         ("[prometheus]\ntimeout=0\n", vec![], "timeout"),
-        ("[VO]\na=x\nb=x\n", vec![], "mapped to both"),
         ("", vec![("SITENAME", " ")], "site"),
         ("", vec![("MAX_RECORDS", "0")], "max_records"),
         ("", vec![("UNITS", "kb")], "units"),
@@ -164,9 +163,76 @@ fn bad_values_are_named() {
 }
 
 #[test]
-fn missing_file_is_an_error_naming_it() {
-    let e = Config::load(Some(Path::new("/nonexistent/config.ini")), env(&[])).unwrap_err();
-    assert!(e.to_string().contains("/nonexistent/config.ini"));
+fn a_missing_file_falls_back_to_the_environment_with_a_warning() {
+    let path = Path::new("/nonexistent/config.ini");
+    let c = Config::load(Some(path), env(&[("SITENAME", "FROM-ENV")])).unwrap();
+    assert_eq!(c.records.site, "FROM-ENV");
+    assert_eq!(
+        c.warnings,
+        [Warning::MissingFile {
+            path: path.to_owned()
+        }]
+    );
+    assert!(
+        c.warnings[0]
+            .to_string()
+            .contains("/nonexistent/config.ini")
+    );
+}
+
+#[test]
+fn an_unreadable_file_is_still_an_error_naming_it() {
+    // A directory exists but cannot be read as a file: not the Python "missing" case.
+    let dir = tempfile::tempdir().unwrap();
+    let e = Config::load(Some(dir.path()), env(&[])).unwrap_err();
+    assert!(matches!(e, Error::ConfigFile { .. }), "{e:?}");
+    assert!(e.to_string().contains(&dir.path().display().to_string()));
+}
+
+#[test]
+fn a_vo_value_listed_twice_goes_to_the_later_line_with_a_warning() {
+    // File order, not name order: "vo.z" comes first, so "vo.a" (later) wins.
+    let c = Config::from_ini_str("[VO]\nvo.z = g1, g2\nvo.a = g2\n", env(&[])).unwrap();
+    assert_eq!(c.records.vo_map.resolve("g2").as_deref(), Some("vo.a"));
+    assert_eq!(c.records.vo_map.resolve("g1").as_deref(), Some("vo.z"));
+    assert_eq!(
+        c.warnings,
+        [Warning::VoValueTwice {
+            value: "g2".into(),
+            dropped: "vo.z".into(),
+            kept: "vo.a".into()
+        }]
+    );
+}
+
+#[test]
+fn loading_returns_warnings_instead_of_logging_them() {
+    let c = Config::from_ini_str(
+        "[default]\nverbose=2\nnotebok_db=/x\n[prometheus]\npassword=p\nverfy=0\n\
+         [eosc]\ntoken_url=https://x\n[VO]\nvo.a=x\n",
+        env(&[]),
+    )
+    .unwrap();
+    let texts: Vec<String> = c.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        c.warnings,
+        [
+            Warning::UnknownKey {
+                section: "default".into(),
+                key: "notebok_db".into()
+            },
+            Warning::UnknownKey {
+                section: "prometheus".into(),
+                key: "verfy".into()
+            },
+            Warning::VerboseNotBoolean { value: "2".into() },
+            Warning::PasswordWithoutUser,
+        ],
+        "{texts:?}"
+    );
+    assert_eq!(texts[1], "[prometheus] verfy: unknown key, ignored");
+    let clean = Config::from_ini_str(PYTHON_STYLE, env(&[])).unwrap();
+    assert!(clean.warnings.is_empty(), "{:?}", clean.warnings);
 }
 
 #[test]

@@ -318,33 +318,48 @@ impl Joiner {
             );
         }
         let metric = |q: Question| q.metric_names()[0];
-        let values = [
-            (metric(Question::Pods), p.created),
-            (
-                metric(Question::Usage(Usage::CpuSeconds)),
-                get(Usage::CpuSeconds),
-            ),
-            (
-                metric(Question::Usage(Usage::PeakMemoryBytes)),
-                get(Usage::PeakMemoryBytes),
-            ),
-            (
-                metric(Question::Usage(Usage::NetworkReceivedBytes)),
-                get(Usage::NetworkReceivedBytes),
-            ),
-            (
-                metric(Question::Usage(Usage::NetworkTransmittedBytes)),
-                get(Usage::NetworkTransmittedBytes),
-            ),
-            (
-                metric(Question::CpuRequests),
-                self.cpu_requests.get(&uid).copied().unwrap_or(0.0),
-            ),
-        ];
-        if let Some((metric, _)) = values.iter().find(|(_, v)| !v.is_finite()) {
+        if !p.created.is_finite() {
+            let metric = metric(Question::Pods);
             return (skip(SkipReason::NonFinite { metric }), false);
         }
-        let [created, cpu, mem, net_in, net_out, cores] = values.map(|(_, v)| v);
+        let created = p.created;
+        // One bad figure is left out of the record (APEL reads a missing field as null), not
+        // the whole record: its other figures are still worth reporting.
+        let figure = |field: &str, q: Question, value: f64| {
+            let ok = value.is_finite() && value >= 0.0;
+            if !ok {
+                tracing::warn!(
+                    uid = uid_text,
+                    namespace,
+                    pod,
+                    field,
+                    metric = metric(q),
+                    %value,
+                    "not a finite, non-negative number: left out of the record"
+                );
+            }
+            ok.then_some(value)
+        };
+        let usage = |field: &str, u: Usage| figure(field, Question::Usage(u), get(u));
+        let cpu = usage("CpuDuration", Usage::CpuSeconds);
+        let mem = usage("Memory", Usage::PeakMemoryBytes);
+        let net_in = usage("NetworkInbound", Usage::NetworkReceivedBytes);
+        let net_out = usage("NetworkOutbound", Usage::NetworkTransmittedBytes);
+        let cores = self.cpu_requests.get(&uid).copied().unwrap_or(0.0);
+        let cores = figure("CpuCount", Question::CpuRequests, cores).unwrap_or(0.0);
+        let cores = if cores * 1000.0 > apel::MAX_CPU_COUNT_MILLI as f64 {
+            tracing::warn!(
+                uid = uid_text,
+                namespace,
+                pod,
+                field = "CpuCount",
+                value = cores,
+                "more cores than APEL's DECIMAL(10,3) holds: taken as no CPU request"
+            );
+            0.0
+        } else {
+            cores
+        };
         let cpu_count = if cores > 0.0 {
             cores
         } else if let Some(default) = config.default_cpu_count {
@@ -364,7 +379,10 @@ impl Joiner {
         }
         let lower_bound = get(Usage::CounterResets) > 0.0;
         let start = created.trunc() as i64;
-        let life = status::lifecycle(start, self.running.get(&uid).copied().flatten(), at);
+        let Some(life) = status::lifecycle(start, self.running.get(&uid).copied().flatten(), at)
+        else {
+            return (skip(SkipReason::NotRunning), false);
+        };
         let labels = self.annotations.get(&uid).copied().unwrap_or_default();
         let annotation = |i: usize| labels[i].map(|id| self.strings.name(id));
         let image = self.images.get(&uid).map(|&id| self.strings.name(id));
@@ -376,28 +394,44 @@ impl Joiner {
             FqanKey::Machine => Some(pod),
             FqanKey::ImageId => image,
         };
+        // Names too long for APEL are shortened, keeping them distinct (see `apel`).
+        let text = |field: &str, value: &str| {
+            let safe = apel::ascii_field(value);
+            if apel::was_shortened(&safe) {
+                tracing::warn!(
+                    uid = uid_text,
+                    namespace,
+                    pod,
+                    field,
+                    length = value.len(),
+                    "longer than APEL's {} characters once encoded: shortened to {safe}",
+                    apel::MAX_FIELD_LEN
+                );
+            }
+            safe
+        };
         let record = CloudRecord {
             record_create_time: at.as_secs(),
-            vm_uuid: apel::ascii_field(uid_text),
+            vm_uuid: text("VMUUID", uid_text),
             site_name: config.site.clone(),
             cloud_compute_service: config.cloud_compute_service.clone(),
-            machine_name: apel::ascii_field(pod),
-            local_group_id: Some(apel::ascii_field(namespace)),
-            global_user_name: annotation(USER).map(apel::ascii_field),
+            machine_name: text("MachineName", pod),
+            local_group_id: Some(text("LocalGroupId", namespace)),
+            global_user_name: annotation(USER).map(|v| text("GlobalUserName", v)),
             fqan: fqan_value
                 .and_then(|v| config.vo_map.resolve(v))
-                .map(|v| apel::ascii_field(&v)),
+                .map(|v| text("FQAN", &v)),
             status: life.status,
             start_time: start,
             end_time: life.end,
             wall_duration: life.wall,
-            cpu_duration: cpu.round() as i64,
+            cpu_duration: cpu.map(|v| v.round() as i64),
             cpu_count_milli: (cpu_count * 1000.0).round() as i64,
-            network_inbound: config.units.volume(net_in) as i64,
-            network_outbound: config.units.volume(net_out) as i64,
-            memory: config.units.memory(mem) as i64,
+            network_inbound: net_in.map(|v| config.units.volume(v) as i64),
+            network_outbound: net_out.map(|v| config.units.volume(v) as i64),
+            memory: mem.map(|v| config.units.memory(v) as i64),
             disk: 0,
-            image_id: image.map(apel::ascii_field),
+            image_id: image.map(|v| text("ImageId", v)),
             cloud_type: config.cloud_type.clone(),
         };
         match apel::validate(&record) {

@@ -2,9 +2,16 @@
 //!
 //! [`build_records`] joins the [`Answers`] of one window into one [`CloudRecord`] per pod UID,
 //! applies the Python tool's [status rules](status), maps the VO, converts [units], and
-//! validates every record against APEL's field rules ([`crate::apel::validate`]). A pod
-//! whose record cannot be valid is returned in [`Built::skipped`] with the reason, and a
-//! warning naming the pod is logged: one bad pod never poisons a message.
+//! validates every record against APEL's field rules ([`crate::apel::validate`]).
+//!
+//! One bad field does not lose a record: a usage figure that is NaN, infinite or negative
+//! is left out of the record (APEL reads it as null), a CPU request that is not a finite,
+//! non-negative number counts as no request, and names too long for APEL are shortened
+//! ([`crate::apel::ascii_field`]), each with a warning naming the pod and the field. A pod
+//! whose record still cannot be valid (creation time not a time, EndTime before StartTime)
+//! is returned in [`Built::skipped`] with the reason, and a warning naming the pod is
+//! logged: one bad pod never poisons a message. Pods never seen Running are not reported
+//! ([`status`]).
 
 mod join;
 pub mod status;
@@ -53,7 +60,8 @@ impl Default for RecordConfig {
     }
 }
 
-/// One APEL cloud record. String fields hold APEL-safe ASCII ([`crate::apel::ascii_field`]).
+/// One APEL cloud record. String fields hold APEL-safe ASCII ([`crate::apel::ascii_field`]:
+/// encoded, and shortened past 255 characters).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloudRecord {
     /// `RecordCreateTime`: the evaluation time, epoch seconds.
@@ -80,16 +88,17 @@ pub struct CloudRecord {
     pub end_time: Option<i64>,
     /// `WallDuration`, seconds.
     pub wall_duration: i64,
-    /// `CpuDuration`, seconds.
-    pub cpu_duration: i64,
+    /// `CpuDuration`, seconds; `None` (field left out) when Prometheus' figure is not a
+    /// finite, non-negative number.
+    pub cpu_duration: Option<i64>,
     /// `CpuCount` in thousandths of a core (APEL's DECIMAL(10,3)).
     pub cpu_count_milli: i64,
-    /// `NetworkInbound`, in the configured unit.
-    pub network_inbound: i64,
-    /// `NetworkOutbound`, in the configured unit.
-    pub network_outbound: i64,
-    /// `Memory`, in the configured unit.
-    pub memory: i64,
+    /// `NetworkInbound`, in the configured unit; `None` as for `cpu_duration`.
+    pub network_inbound: Option<i64>,
+    /// `NetworkOutbound`, in the configured unit; `None` as for `cpu_duration`.
+    pub network_outbound: Option<i64>,
+    /// `Memory`, in the configured unit; `None` as for `cpu_duration`.
+    pub memory: Option<i64>,
     /// `Disk`, in the configured unit (always 0: notebooks' volumes are accounted elsewhere).
     pub disk: i64,
     /// `ImageId`: the notebook container's image.
@@ -102,7 +111,11 @@ pub struct CloudRecord {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum SkipReason {
-    /// A value the record needs is NaN or infinite.
+    /// The pod was never seen Running in the window (still Pending, or gone before it ran):
+    /// not reported until it runs (see [`status`]). Logged at debug level: it is normal.
+    NotRunning,
+    /// The creation time is NaN or infinite (a usage figure that is not finite is only
+    /// left out of the record).
     NonFinite {
         /// Which metric.
         metric: &'static str,
@@ -119,6 +132,9 @@ pub enum SkipReason {
 impl fmt::Display for SkipReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            SkipReason::NotRunning => {
+                f.write_str("never seen Running in the window: not reported until it runs")
+            }
             SkipReason::NonFinite { metric } => write!(f, "{metric} is not a finite number"),
             SkipReason::NoCpuCount => {
                 f.write_str("no CPU request and no default_cpu_count configured")
@@ -205,10 +221,16 @@ pub fn build_records(answers: &Answers, config: &RecordConfig, at: Timestamp) ->
     built
 }
 
-/// Logs why a pod got no record.
+/// Logs why a pod got no record: a warning, or a debug line for a pod not yet running.
 pub fn log_skipped(s: &Skipped) {
-    tracing::warn!(uid = %s.uid, namespace = %s.key.namespace, pod = %s.key.pod, "pod skipped: {}", s.reason);
+    if s.reason == SkipReason::NotRunning {
+        tracing::debug!(uid = %s.uid, namespace = %s.key.namespace, pod = %s.key.pod, "pod skipped: {}", s.reason);
+    } else {
+        tracing::warn!(uid = %s.uid, namespace = %s.key.namespace, pod = %s.key.pod, "pod skipped: {}", s.reason);
+    }
 }
 
+#[cfg(test)]
+mod prop_tests;
 #[cfg(test)]
 mod tests;

@@ -79,10 +79,10 @@ fn a_finished_pod_becomes_a_completed_record_in_caso_units() {
         (r.start_time, r.end_time, r.wall_duration),
         (T0, Some(T0 + 3600), 3600)
     );
-    assert_eq!(r.cpu_duration, 100);
+    assert_eq!(r.cpu_duration, Some(100));
     assert_eq!(r.cpu_count_milli, 500);
-    assert_eq!(r.memory, 300);
-    assert_eq!((r.network_inbound, r.network_outbound), (3, 0));
+    assert_eq!(r.memory, Some(300));
+    assert_eq!((r.network_inbound, r.network_outbound), (Some(3), Some(0)));
     assert_eq!(r.fqan.as_deref(), Some("vo.notebooks.egi.eu"));
     assert_eq!(r.record_create_time, T0 + 7200);
     assert_eq!(r.image_id.as_deref(), Some("egifedcloud/notebook:1"));
@@ -97,8 +97,8 @@ fn bytes_units_reproduce_the_python_tool() {
         ..RecordConfig::default()
     };
     let r = &build_records(&a, &config, at(T0 + 120)).records[0];
-    assert_eq!(r.memory, 300 * 1024 * 1024);
-    assert_eq!(r.network_outbound, 1024);
+    assert_eq!(r.memory, Some(300 * 1024 * 1024));
+    assert_eq!(r.network_outbound, Some(1024));
     assert_eq!(r.status, Status::Started);
     assert_eq!(r.end_time, None);
 }
@@ -106,9 +106,9 @@ fn bytes_units_reproduce_the_python_tool() {
 #[test]
 fn vo_mapping_uses_each_values_own_vo() {
     let mut a = Answers::default();
-    add_pod(&mut a, "a", None, Some("group-a"));
-    add_pod(&mut a, "b", None, Some("group-b"));
-    add_pod(&mut a, "c", None, None);
+    add_pod(&mut a, "a", Some(T0), Some("group-a"));
+    add_pod(&mut a, "b", Some(T0), Some("group-b"));
+    add_pod(&mut a, "c", Some(T0), None);
     let mut config = RecordConfig::default();
     config.vo_map.insert("vo.one", "group-a").unwrap();
     config.vo_map.insert("vo.two", "group-b").unwrap();
@@ -125,38 +125,102 @@ fn vo_mapping_uses_each_values_own_vo() {
 }
 
 #[test]
-fn non_finite_values_skip_the_pod_and_name_the_metric() {
+fn a_non_finite_figure_is_left_out_and_the_record_kept() {
     let mut a = Answers::default();
-    add_pod(&mut a, "ok", None, None);
-    add_pod(&mut a, "nan", None, None);
-    add_pod(&mut a, "inf", None, None);
-    a.cpu_seconds
-        .iter_mut()
-        .find(|b| b.key.pod == "jupyter-nan")
-        .unwrap()
-        .value = f64::NAN;
-    a.peak_memory
-        .iter_mut()
-        .find(|b| b.key.pod == "jupyter-inf")
-        .unwrap()
-        .value = f64::INFINITY;
+    add_pod(&mut a, "ok", Some(T0), None);
+    add_pod(&mut a, "nan", Some(T0), None);
+    add_pod(&mut a, "inf", Some(T0), None);
+    add_pod(&mut a, "neg", Some(T0), None);
+    let set = |rows: &mut Vec<ByPod>, pod: &str, v: f64| {
+        rows.iter_mut().find(|b| b.key.pod == pod).unwrap().value = v;
+    };
+    set(&mut a.cpu_seconds, "jupyter-nan", f64::NAN);
+    set(&mut a.peak_memory, "jupyter-inf", f64::INFINITY);
+    set(&mut a.network_received, "jupyter-neg", -1.0);
     let built = build_records(&a, &RecordConfig::default(), at(T0 + 10));
-    assert_eq!(built.records.len(), 1);
-    let reasons: Vec<_> = built
-        .skipped
+    assert!(built.skipped.is_empty(), "{:?}", built.skipped);
+    let by_uid = |uid: &str| built.records.iter().find(|r| r.vm_uuid == uid).unwrap();
+    let ok = by_uid("uid-ok");
+    assert_eq!((ok.cpu_duration, ok.memory), (Some(100), Some(300)));
+    let nan = by_uid("uid-nan");
+    assert_eq!((nan.cpu_duration, nan.memory), (None, Some(300)));
+    let inf = by_uid("uid-inf");
+    assert_eq!((inf.cpu_duration, inf.memory), (Some(100), None));
+    let neg = by_uid("uid-neg");
+    assert_eq!((neg.network_inbound, neg.network_outbound), (None, Some(0)));
+    // The field is absent from the message, which APEL still accepts.
+    let text = crate::apel::messages(&built.records, crate::apel::Limits::default());
+    let parsed = crate::apel::parse_message(text[0].as_str()).unwrap();
+    let nan_rec = parsed
         .iter()
-        .map(|s| (s.uid.as_str(), s.reason.to_string()))
-        .collect();
-    assert_eq!(reasons[0].0, "uid-inf");
-    assert!(reasons[0].1.contains("container_memory_max_usage_bytes"));
-    assert_eq!(reasons[1].0, "uid-nan");
-    assert!(reasons[1].1.contains("container_cpu_usage_seconds_total"));
+        .find(|r| r.contains(&("VMUUID".to_owned(), "uid-nan".to_owned())))
+        .unwrap();
+    assert!(
+        !nan_rec.iter().any(|(k, _)| k == "CpuDuration"),
+        "{nan_rec:?}"
+    );
+    assert!(nan_rec.iter().any(|(k, _)| k == "Memory"));
+}
+
+#[test]
+fn a_non_finite_cpu_request_counts_as_none_and_a_bad_creation_time_skips() {
+    let mut a = Answers::default();
+    add_pod(&mut a, "req", Some(T0), None);
+    add_pod(&mut a, "created", Some(T0), None);
+    add_pod(&mut a, "huge", Some(T0), None);
+    a.cpu_requests[0].value = f64::NAN;
+    a.pods[1].created = f64::INFINITY;
+    a.cpu_requests[2].value = 6e11;
+    let built = build_records(&a, &RecordConfig::default(), at(T0 + 10));
+    assert!(built.records.is_empty());
+    assert_eq!(
+        built.skipped[0].reason,
+        SkipReason::NonFinite {
+            metric: "kube_pod_created"
+        }
+    );
+    assert_eq!(built.skipped[1].reason, SkipReason::NoCpuCount);
+    assert_eq!(built.skipped[2].reason, SkipReason::NoCpuCount);
+    let config = RecordConfig {
+        default_cpu_count: Some(2.0),
+        ..RecordConfig::default()
+    };
+    let built = build_records(&a, &config, at(T0 + 10));
+    assert_eq!(built.records.len(), 2);
+    assert!(built.records.iter().all(|r| r.cpu_count_milli == 2000));
+}
+
+#[test]
+fn a_pod_never_seen_running_gets_no_record() {
+    let mut a = Answers::default();
+    add_pod(&mut a, "pending", None, None);
+    add_pod(&mut a, "ran", Some(T0 + 60), None);
+    // Long after creation: the Python tool said `completed` with EndTime = StartTime.
+    let built = build_records(&a, &RecordConfig::default(), at(T0 + 3600));
+    assert_eq!(built.records.len(), 1);
+    assert_eq!(built.records[0].vm_uuid, "uid-ran");
+    assert_eq!(built.skipped.len(), 1);
+    assert_eq!(built.skipped[0].uid, "uid-pending");
+    assert_eq!(built.skipped[0].reason, SkipReason::NotRunning);
+    // Once it runs, it is reported, with wall time from creation.
+    a.running[0].last_running = Some(at(T0 + 3600));
+    a.running[0].running_count = 1;
+    let built = build_records(&a, &RecordConfig::default(), at(T0 + 3600));
+    let r = built
+        .records
+        .iter()
+        .find(|r| r.vm_uuid == "uid-pending")
+        .unwrap();
+    assert_eq!(
+        (r.status, r.end_time, r.wall_duration),
+        (Status::Started, None, 3600)
+    );
 }
 
 #[test]
 fn pods_without_cpu_request_need_a_default() {
     let mut a = Answers::default();
-    add_pod(&mut a, "x", None, None);
+    add_pod(&mut a, "x", Some(T0), None);
     a.cpu_requests.clear();
     let built = build_records(&a, &RecordConfig::default(), at(T0));
     assert_eq!(built.skipped[0].reason, SkipReason::NoCpuCount);
@@ -171,20 +235,20 @@ fn pods_without_cpu_request_need_a_default() {
 #[test]
 fn missing_usage_counts_as_zero() {
     let mut a = Answers::default();
-    add_pod(&mut a, "x", None, None);
+    add_pod(&mut a, "x", Some(T0), None);
     a.cpu_seconds.clear();
     a.network_received.clear();
     let r = &build_records(&a, &RecordConfig::default(), at(T0)).records[0];
-    assert_eq!((r.cpu_duration, r.network_inbound), (0, 0));
+    assert_eq!((r.cpu_duration, r.network_inbound), (Some(0), Some(0)));
 }
 
 #[test]
 fn duplicate_uids_are_merged_when_they_agree_and_skipped_when_not() {
     let mut a = Answers::default();
-    add_pod(&mut a, "same", None, None);
+    add_pod(&mut a, "same", Some(T0), None);
     let dup = a.pods[0].clone();
     a.pods.push(dup);
-    add_pod(&mut a, "clash", None, None);
+    add_pod(&mut a, "clash", Some(T0), None);
     let mut clash = a.pods[2].clone();
     clash.created += 5.0;
     a.pods.push(clash);
@@ -197,7 +261,7 @@ fn duplicate_uids_are_merged_when_they_agree_and_skipped_when_not() {
 #[test]
 fn counter_resets_mark_lower_bounds_but_keep_the_record() {
     let mut a = Answers::default();
-    add_pod(&mut a, "x", None, None);
+    add_pod(&mut a, "x", Some(T0), None);
     a.counter_resets.push(by_pod("jupyter-x", 1.0));
     let built = build_records(&a, &RecordConfig::default(), at(T0));
     assert_eq!(built.records.len(), 1);
@@ -207,7 +271,7 @@ fn counter_resets_mark_lower_bounds_but_keep_the_record() {
 #[test]
 fn hostile_and_non_ascii_names_stay_inside_their_field() {
     let mut a = Answers::default();
-    add_pod(&mut a, "zoë", None, Some("vo.example.org"));
+    add_pod(&mut a, "zoë", Some(T0), Some("vo.example.org"));
     a.annotations[0].annotations.insert(
         "hub_jupyter_org_username".into(),
         "eve\nVMUUID: forged".into(),
@@ -237,8 +301,8 @@ fn an_invalid_record_is_skipped_not_emitted() {
 #[test]
 fn orphan_series_are_ignored_and_order_is_by_uid() {
     let mut a = Answers::default();
-    add_pod(&mut a, "b", None, None);
-    add_pod(&mut a, "a", None, None);
+    add_pod(&mut a, "b", Some(T0), None);
+    add_pod(&mut a, "a", Some(T0), None);
     a.running.push(RunningSamples {
         uid: PodUid("ghost".into()),
         last_running: None,
@@ -253,7 +317,7 @@ fn orphan_series_are_ignored_and_order_is_by_uid() {
 fn consecutive_sessions_of_one_name_keep_their_own_usage() {
     let mut a = Answers::default();
     add_pod(&mut a, "s1", Some(T0 + 100), None);
-    add_pod(&mut a, "s2", None, None);
+    add_pod(&mut a, "s2", Some(T0), None);
     // Both sessions have the same pod name.
     for p in &mut a.pods {
         p.key = key("jupyter-same");
@@ -282,12 +346,12 @@ fn consecutive_sessions_of_one_name_keep_their_own_usage() {
         .iter()
         .map(|r| (r.vm_uuid.as_str(), r.cpu_duration))
         .collect();
-    assert_eq!(cpu, [("uid-s1", 10), ("uid-s2", 20)]);
+    assert_eq!(cpu, [("uid-s1", Some(10)), ("uid-s2", Some(20))]);
 
     // With a single pod of that name, rows without a UID are its own.
     a.pods.pop();
     let built = build_records(&a, &RecordConfig::default(), at(T0 + 1000));
-    assert_eq!(built.records[0].cpu_duration, 1010);
+    assert_eq!(built.records[0].cpu_duration, Some(1010));
 }
 
 #[test]
@@ -295,7 +359,7 @@ fn folding_rows_twice_or_in_any_order_changes_nothing() {
     use crate::metrics::Answer;
     let mut a = Answers::default();
     add_pod(&mut a, "x", Some(T0 + 50), Some("g1"));
-    add_pod(&mut a, "y", None, None);
+    add_pod(&mut a, "y", Some(T0), None);
     // A second annotations series of x (annotation changed in the window).
     let mut changed = a.annotations[0].clone();
     changed
@@ -340,8 +404,8 @@ fn folding_rows_twice_or_in_any_order_changes_nothing() {
 fn absurd_creation_times_skip_the_pod_instead_of_poisoning_the_message() {
     for created in [1e19, -1e19, -5.0, (T0 + 5000) as f64] {
         let mut a = Answers::default();
-        add_pod(&mut a, "ok", None, None);
-        add_pod(&mut a, "bad", None, None);
+        add_pod(&mut a, "ok", Some(T0), None);
+        add_pod(&mut a, "bad", Some(T0), None);
         a.pods[1].created = created;
         let built = build_records(&a, &RecordConfig::default(), at(T0 + 1000));
         assert_eq!(built.records.len(), 1, "{created}");

@@ -3,7 +3,8 @@
 //! The pod carries a value (by default its `egi.eu/primary_group` annotation, chosen by
 //! `fqan_key`); the `[VO]` section of the configuration maps values to VO names. The Python
 //! tool assigned the *last* VO of that section to every mapped pod; here each value maps to
-//! its own VO. An unmapped value that is an AARC-G002 entitlement
+//! its own VO; a value listed under two VOs goes to the later one, as in the Python tool
+//! (its mapping dictionary is filled line by line). An unmapped value that is an AARC-G002 entitlement
 //! (`urn:mace:egi.eu:group:<VO>[:<subgroup>...][:role=<role>]#<authority>`) is accounted to
 //! the VO it names; any other unmapped value is sent as is, which APEL reads as a VO name
 //! (it does not start with `/`).
@@ -65,22 +66,23 @@ impl VoMap {
     }
 
     /// Maps each comma-separated value of `values` to `vo`. A value already mapped to a
-    /// different VO is a configuration error (the Python tool silently kept the last one).
-    pub fn insert(&mut self, vo: &str, values: &str) -> Result<()> {
+    /// different VO is mapped to `vo` now (lines are inserted in file order, so the later
+    /// line wins, as in the Python tool); each such value is returned as `(value, previous
+    /// VO)` for the caller to warn about.
+    pub fn insert(&mut self, vo: &str, values: &str) -> Result<Vec<(String, String)>> {
         let vo = vo.trim();
         if vo.is_empty() {
             return Err(Error::Config("empty VO name in the [VO] section".into()));
         }
+        let mut moved = Vec::new();
         for value in values.split(',').map(str::trim).filter(|v| !v.is_empty()) {
             if let Some(old) = self.by_value.insert(value.to_owned(), vo.to_owned())
                 && old != vo
             {
-                return Err(Error::Config(format!(
-                    "[VO] section: {value:?} is mapped to both {old:?} and {vo:?}"
-                )));
+                moved.push((value.to_owned(), old));
             }
         }
-        Ok(())
+        Ok(moved)
     }
 
     /// The VO a pod value is accounted to (see the module documentation), or `None` for
@@ -143,11 +145,16 @@ mod tests {
     }
 
     #[test]
-    fn conflicting_mapping_is_refused() {
+    fn a_value_listed_twice_goes_to_the_later_vo() {
         let mut m = VoMap::new();
-        m.insert("a", "x").unwrap();
-        m.insert("a", "x").unwrap();
-        assert!(m.insert("b", "x").is_err());
+        assert!(m.insert("a", "x, y").unwrap().is_empty());
+        assert!(m.insert("a", "x").unwrap().is_empty(), "same VO again");
+        assert_eq!(
+            m.insert("b", "x").unwrap(),
+            [("x".to_owned(), "a".to_owned())]
+        );
+        assert_eq!(m.resolve("x").as_deref(), Some("b"));
+        assert_eq!(m.resolve("y").as_deref(), Some("a"));
         assert!(m.insert(" ", "y").is_err());
     }
 

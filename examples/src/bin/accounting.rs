@@ -52,16 +52,31 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // The configuration is read before logging starts (it holds the log level), so loading
+    // returns its warnings as values and they are reported here, once logging is up.
     let config = Config::load(args.config.as_deref(), |k| std::env::var(k).ok());
     let level = match (&args.log_level, &config) {
         (Some(l), _) => l.clone(),
         (None, Ok(c)) if c.verbose => "debug".to_owned(),
         _ => "info".to_owned(),
     };
+    let filter = EnvFilter::try_new(&level);
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            filter
+                .as_ref()
+                .map_or_else(|_| EnvFilter::new("info"), Clone::clone),
+        )
         .with_writer(std::io::stderr)
         .init();
+    if let Err(e) = &filter {
+        warn(&format!(
+            "--log-level {level:?} is not a tracing filter ({e}): info is used"
+        ));
+    }
+    if let Ok(config) = &config {
+        config.warnings.iter().for_each(|w| warn(&w.to_string()));
+    }
     let outcome = config.and_then(|config| {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -85,13 +100,27 @@ fn main() -> ExitCode {
                 text.push_str(&s.to_string());
                 source = s.source();
             }
-            tracing::error!("{text}");
+            if tracing::enabled!(tracing::Level::ERROR) {
+                tracing::error!("{text}");
+            } else {
+                eprintln!("error: {text}");
+            }
             ExitCode::from(match e {
                 Error::Config(_) | Error::ConfigFile { .. } => EXIT_CONFIG,
                 ref e if e.is_transient() => EXIT_TRANSIENT,
                 _ => EXIT_PERMANENT,
             })
         }
+    }
+}
+
+/// Logs a warning, or prints it on standard error if the log level hides warnings: a
+/// configuration warning is never lost.
+fn warn(text: &str) {
+    if tracing::enabled!(tracing::Level::WARN) {
+        tracing::warn!("{text}");
+    } else {
+        eprintln!("warning: {text}");
     }
 }
 
