@@ -2,6 +2,7 @@
 //! protocol from Rust over plain HTTP, then real clients (kubectl from Debian's
 //! kubernetes-client, the Python `kubernetes` package) against it.
 
+mod deploy;
 mod helpers;
 mod kubectl;
 mod kubelet;

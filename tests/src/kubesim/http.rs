@@ -125,9 +125,10 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let (group, rest, mut watch_path) = match segs.as_slice() {
         ["api", "v1", rest @ ..] if !rest.is_empty() => ("", rest, false),
-        ["apis", "storage.k8s.io", "v1", rest @ ..] if !rest.is_empty() => {
-            ("storage.k8s.io", rest, false)
-        }
+        ["apis", group, "v1", rest @ ..] if !rest.is_empty() => match resources::group(group) {
+            Some(group) => (group, rest, false),
+            None => return non_resource(&sh, &method, &segs, &headers),
+        },
         _ => return non_resource(&sh, &method, &segs, &headers),
     };
     let rest: Vec<&str> = match rest.split_first() {
@@ -397,9 +398,11 @@ fn non_resource(sh: &Arc<Shared>, method: &Method, segs: &[&str], headers: &Head
         ["api"] => json_response(200, &resources::api_versions(&addr)),
         ["api", "v1"] => json_response(200, &resources::resource_list("")),
         ["apis"] => json_response(200, &resources::api_group_list()),
-        ["apis", "storage.k8s.io"] => json_response(200, &resources::api_group()),
-        ["apis", "storage.k8s.io", "v1"] => {
-            json_response(200, &resources::resource_list("storage.k8s.io"))
+        ["apis", group] if resources::group(group).is_some() => {
+            json_response(200, &resources::api_group(group))
+        }
+        ["apis", group, "v1"] if resources::group(group).is_some() => {
+            json_response(200, &resources::resource_list(group))
         }
         ["version"] => json_response(200, &resources::version()),
         ["metrics"] => Response::builder()

@@ -33,10 +33,12 @@ pub(crate) struct Res {
 impl Res {
     /// `v1` or `group/v1`.
     pub(crate) fn api_version(&self) -> &'static str {
-        if self.group.is_empty() {
-            "v1"
-        } else {
-            "storage.k8s.io/v1"
+        match self.group {
+            "" => "v1",
+            "apps" => "apps/v1",
+            "batch" => "batch/v1",
+            "rbac.authorization.k8s.io" => "rbac.authorization.k8s.io/v1",
+            _ => "storage.k8s.io/v1",
         }
     }
 
@@ -85,8 +87,39 @@ const fn core(
     }
 }
 
+/// The API groups served besides the core group, each at version `v1`.
+pub(crate) const GROUPS: [&str; 4] = [
+    "storage.k8s.io",
+    "apps",
+    "batch",
+    "rbac.authorization.k8s.io",
+];
+
+/// A stored-only resource of `group` (no controller acts on it): what the deployment
+/// manifests of `examples/deploy/` apply besides the core kinds.
+const fn stored(
+    group: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    kind: &'static str,
+    short: &'static [&'static str],
+    status: bool,
+) -> Res {
+    Res {
+        plural,
+        singular,
+        kind,
+        group,
+        namespaced: true,
+        short,
+        name_rule: NameRule::Subdomain,
+        status,
+        returns_deleted: false,
+    }
+}
+
 /// Every served resource type.
-pub(crate) static RESOURCES: [Res; 8] = [
+pub(crate) static RESOURCES: [Res; 13] = [
     Res {
         plural: "namespaces",
         singular: "namespace",
@@ -163,6 +196,40 @@ pub(crate) static RESOURCES: [Res; 8] = [
         status: false,
         returns_deleted: true,
     },
+    core(
+        "serviceaccounts",
+        "serviceaccount",
+        "ServiceAccount",
+        &["sa"],
+        NameRule::Subdomain,
+        false,
+        false,
+    ),
+    stored(
+        "apps",
+        "deployments",
+        "deployment",
+        "Deployment",
+        &["deploy"],
+        true,
+    ),
+    stored("batch", "cronjobs", "cronjob", "CronJob", &["cj"], true),
+    stored(
+        "rbac.authorization.k8s.io",
+        "roles",
+        "role",
+        "Role",
+        &[],
+        false,
+    ),
+    stored(
+        "rbac.authorization.k8s.io",
+        "rolebindings",
+        "rolebinding",
+        "RoleBinding",
+        &[],
+        false,
+    ),
 ];
 
 /// The resource served at `group`/`plural`.
@@ -193,28 +260,35 @@ pub(crate) fn api_versions(addr: &str) -> Value {
     })
 }
 
-fn group_doc() -> Value {
+fn group_doc(group: &str) -> Value {
+    let gv = format!("{group}/v1");
     json!({
-        "name": "storage.k8s.io",
-        "versions": [{"groupVersion": "storage.k8s.io/v1", "version": "v1"}],
-        "preferredVersion": {"groupVersion": "storage.k8s.io/v1", "version": "v1"}
+        "name": group,
+        "versions": [{"groupVersion": gv, "version": "v1"}],
+        "preferredVersion": {"groupVersion": gv, "version": "v1"}
     })
 }
 
 /// `/apis`.
 pub(crate) fn api_group_list() -> Value {
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [group_doc()]})
+    let groups: Vec<Value> = GROUPS.iter().map(|g| group_doc(g)).collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
-/// `/apis/storage.k8s.io`.
-pub(crate) fn api_group() -> Value {
-    let mut doc = group_doc();
+/// The served group named `name`.
+pub(crate) fn group(name: &str) -> Option<&'static str> {
+    GROUPS.iter().copied().find(|g| *g == name)
+}
+
+/// `/apis/{group}`.
+pub(crate) fn api_group(group: &str) -> Value {
+    let mut doc = group_doc(group);
     doc["kind"] = json!("APIGroup");
     doc["apiVersion"] = json!("v1");
     doc
 }
 
-/// `/api/v1` (group "") or `/apis/storage.k8s.io/v1`.
+/// `/api/v1` (group "") or `/apis/{group}/v1`.
 pub(crate) fn resource_list(group: &str) -> Value {
     let mut resources = Vec::new();
     for r in RESOURCES.iter().filter(|r| r.group == group) {
