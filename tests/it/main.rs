@@ -6,6 +6,9 @@
 mod accounting_cli;
 mod accounting_job;
 mod accounting_tls;
+mod apel_send;
+mod apel_send_faults;
+mod apel_send_support;
 mod checkin_concurrency;
 mod checkin_faults;
 mod checkin_flows;

@@ -11,6 +11,10 @@
 //!   configurable-http-proxy, with a service token for monitoring probes, until dropped.
 //! - [`oidc`]: [`oidc::OidcProvider::start`] runs npm `oidc-provider` shaped like EGI Check-in
 //!   (rotation switchable, short-lived tokens, auto-approved logins, fault injection).
+//! - [`rabbitmq`]: [`rabbitmq::RabbitMq::start`] runs RabbitMQ with its STOMP plugin, with a
+//!   STOMP subscriber and a throw-away PKI whose `openssl smime -verify` checks APEL messages.
+//! - [`ams`]: [`ams::AmsServer::start`] serves the ARGO Messaging Service's publish and token
+//!   routes, with its errors.
 //! - [`synthetic`]: a deterministic history of notebook pods, as kube-state-metrics and
 //!   cAdvisor would have left it, from a handful of [`synthetic::Params`].
 //!
@@ -28,11 +32,13 @@
 //! # }
 //! ```
 
+pub mod ams;
 pub mod jupyter_server;
 pub mod jupyterhub;
 pub mod kubesim;
 pub mod oidc;
 pub mod prometheus;
+pub mod rabbitmq;
 pub mod synthetic;
 mod wire;
 
