@@ -119,14 +119,30 @@ fn typed<T: DeserializeOwned + Serialize>(object: &Value) -> T {
 fn check_type(object: &Value) {
     let (kind, name) = kind_name(object);
     match kind.as_str() {
-        "ServiceAccount" => drop(typed::<ServiceAccount>(object)),
-        "Role" => drop(typed::<Role>(object)),
-        "RoleBinding" => drop(typed::<RoleBinding>(object)),
-        "ConfigMap" => drop(typed::<ConfigMap>(object)),
-        "Service" => drop(typed::<Service>(object)),
-        "PersistentVolumeClaim" => drop(typed::<PersistentVolumeClaim>(object)),
-        "Deployment" => drop(typed::<Deployment>(object)),
-        "CronJob" => drop(typed::<CronJob>(object)),
+        "ServiceAccount" => {
+            let _: ServiceAccount = typed(object);
+        }
+        "Role" => {
+            let _: Role = typed(object);
+        }
+        "RoleBinding" => {
+            let _: RoleBinding = typed(object);
+        }
+        "ConfigMap" => {
+            let _: ConfigMap = typed(object);
+        }
+        "Service" => {
+            let _: Service = typed(object);
+        }
+        "PersistentVolumeClaim" => {
+            let _: PersistentVolumeClaim = typed(object);
+        }
+        "Deployment" => {
+            let _: Deployment = typed(object);
+        }
+        "CronJob" => {
+            let _: CronJob = typed(object);
+        }
         other => panic!("{other} {name}: a kind the deployment should not hold"),
     }
 }
@@ -228,9 +244,9 @@ async fn manifests_render_parse_as_their_types_and_reference_secrets() {
     let strip = |mut o: Value| {
         o["metadata"].as_object_mut().unwrap().remove("namespace");
         if let Some(subjects) = o["subjects"].as_array_mut() {
-            subjects
-                .iter_mut()
-                .for_each(|s| drop(s.as_object_mut().unwrap().remove("namespace")));
+            for subject in subjects {
+                subject.as_object_mut().unwrap().remove("namespace");
+            }
         }
         serde_json::to_string(&o)
             .unwrap()

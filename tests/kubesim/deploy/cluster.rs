@@ -57,7 +57,7 @@ fn request(user: &str, hub_api_url: &str) -> StartRequest {
     }
 }
 
-async fn kube_client(sim: &KubeSim) -> kube::Client {
+fn kube_client(sim: &KubeSim) -> kube::Client {
     let url: axum::http::Uri = sim.url().parse().expect("simulator url");
     kube::Client::try_from(kube::Config::new(url)).expect("client")
 }
@@ -114,7 +114,7 @@ async fn the_role_allows_exactly_the_requests_the_spawner_makes() {
     sim.put_object("persistentvolumeclaims", claim).unwrap();
     let hub_api = config.hub_api_url.clone().unwrap_or_default();
     let cluster = KubeCluster::new(
-        kube_client(&sim).await,
+        kube_client(&sim),
         config.spawner.clone(),
         RuntimeOptions::default(),
     )
@@ -265,8 +265,8 @@ async fn kube_state_metrics_allowlist_exports_the_annotations_accounting_reads()
         ..SimOptions::default()
     })
     .await;
-    let cluster = KubeCluster::new(kube_client(&sim).await, config, RuntimeOptions::default())
-        .expect("cluster");
+    let cluster =
+        KubeCluster::new(kube_client(&sim), config, RuntimeOptions::default()).expect("cluster");
     let alice = cluster.spawner(user("alice@example.org"), "");
     alice
         .start(request("alice@example.org", "http://gateway:8000/hub/api"))
