@@ -69,6 +69,8 @@ pub mod send;
 #[cfg(feature = "snapshot")]
 pub mod snapshot;
 pub mod spool;
+#[cfg(feature = "rustls-tls")]
+mod tls;
 
 pub use error::{Error, Result};
 pub use metrics::{MetricsSource, Window};

@@ -5,6 +5,7 @@
 
 mod accounting_cli;
 mod accounting_job;
+mod accounting_pinned_tls;
 mod accounting_tls;
 mod apel_send;
 mod apel_send_faults;

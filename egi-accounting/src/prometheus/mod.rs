@@ -79,7 +79,11 @@ pub struct PrometheusConfig {
     pub auth: Auth,
     /// Verify the server's TLS certificate (default true).
     pub verify_tls: bool,
-    /// Extra CA certificate (PEM) to trust, besides the system roots.
+    /// Extra CA certificates (PEM) to trust, besides the Web PKI roots. Each is also
+    /// accepted as the server's own certificate when presented byte for byte (pinned), its
+    /// subjectAltName and validity still checked: a self-signed certificate made by
+    /// `openssl req -x509` (its own CA, which rustls alone refuses as a server certificate)
+    /// works as with curl.
     pub ca_cert: Option<PathBuf>,
     /// Timeout of each HTTP request, body included.
     pub timeout: Duration,
@@ -254,9 +258,14 @@ fn tls_settings(
         builder = builder.danger_accept_invalid_certs(true);
     }
     if let Some(path) = &config.ca_cert {
-        for cert in read_ca_file(path)? {
-            builder = builder.add_root_certificate(cert);
+        if config.verify_tls {
+            // The CA file's certificates are trusted as roots and also pinned, so that a
+            // self-signed CA certificate (`openssl req -x509`) works as the server's own
+            // certificate, which rustls alone refuses (`CaUsedAsEndEntity`): see `crate::tls`.
+            return Ok(builder.use_preconfigured_tls(crate::tls::client_config(path)?));
         }
+        // Verification is off: the file is still checked, so that a typo is not silent.
+        crate::tls::read_ca_file(path)?;
     }
     Ok(builder)
 }
@@ -275,30 +284,6 @@ fn tls_settings(
         )));
     }
     Ok(builder)
-}
-
-/// The certificates of a PEM file; at least one.
-#[cfg(feature = "rustls-tls")]
-fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>> {
-    let pem = std::fs::read(path).map_err(|e| {
-        Error::Config(format!(
-            "cannot read CA certificate file {}: {e}",
-            path.display()
-        ))
-    })?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-        Error::Config(format!(
-            "invalid CA certificate file {}: {e}",
-            path.display()
-        ))
-    })?;
-    if certs.is_empty() {
-        return Err(Error::Config(format!(
-            "invalid CA certificate file {}: no PEM certificate in it",
-            path.display()
-        )));
-    }
-    Ok(certs)
 }
 
 /// Exponential back-off with full jitter: uniform in `[0, backoff * 2^retry]`, capped.
