@@ -4,7 +4,9 @@
 //! stops them when done. Peers must be on `PATH`: `.ci/install-peers` installs them.
 
 mod accounting_cli;
+mod accounting_eosc;
 mod accounting_job;
+mod accounting_notebooks_db;
 mod accounting_pinned_tls;
 mod accounting_tls;
 mod apel_send;

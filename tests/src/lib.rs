@@ -15,6 +15,8 @@
 //!   STOMP subscriber and a throw-away PKI whose `openssl smime -verify` checks APEL messages.
 //! - [`ams`]: [`ams::AmsServer::start`] serves the ARGO Messaging Service's publish and token
 //!   routes, with its errors.
+//! - [`eosc`]: [`eosc::EoscApi::start`] serves the EOSC accounting API's metrics route, with
+//!   its errors (401, 404, 422) and injected faults (5xx, slow).
 //! - [`synthetic`]: a deterministic history of notebook pods, as kube-state-metrics and
 //!   cAdvisor would have left it, from a handful of [`synthetic::Params`].
 //!
@@ -33,6 +35,7 @@
 //! ```
 
 pub mod ams;
+pub mod eosc;
 pub mod jupyter_server;
 pub mod jupyterhub;
 pub mod kubesim;

@@ -10,7 +10,7 @@
 //! | `[default] fqan_key` | `FQAN_KEY` | `primary_group` |
 //! | `[default] default_cpu_count` | `DEFAULT_CPU_COUNT` | none (pods without CPU request skipped) |
 //! | `[default] apel_spool` | `APEL_SPOOL` | none (standard output) |
-//! | `[default] notebooks_db` | `NOTEBOOKS_DB` | ignored with a warning (no SQLite copy) |
+//! | `[default] notebooks_db` | `NOTEBOOKS_DB` | none (no SQLite copy; ignored with a warning without the `notebooks-db` feature) |
 //! | `[default] units` (ours) | `UNITS` | `caso` (MB memory, GB disk and network); `bytes` as the Python tool |
 //! | `[default] max_records` (ours) | `MAX_RECORDS` | `100` records per message |
 //! | `[VO] <vo> = v1,v2` | | |
@@ -86,6 +86,10 @@ pub struct Config {
     pub filter: Filter,
     /// APEL spool directory; `None` writes to standard output.
     pub spool: Option<PathBuf>,
+    /// The notebooks database (`notebooks_db`): the Python tool's SQLite copy of the
+    /// records, upserted by [`crate::job::run_with_db`]. Without the `notebooks-db` feature
+    /// it is ignored with a warning.
+    pub notebooks_db: Option<PathBuf>,
     /// Debug logging requested (`verbose = 1`).
     pub verbose: bool,
     /// What loading ignored or guessed, in the order found: the caller reports them (loading
@@ -205,7 +209,10 @@ impl Config {
                 .ok_or_else(|| Error::Config("max_records must be at least 1".into()))?,
             None => Limits::default().max_records,
         };
-        if text_opt("default", "notebooks_db", Some("NOTEBOOKS_DB"))?.is_some() {
+        let notebooks_db =
+            text_opt("default", "notebooks_db", Some("NOTEBOOKS_DB"))?.map(PathBuf::from);
+        #[cfg(not(feature = "notebooks-db"))]
+        if notebooks_db.is_some() {
             warnings.push(Warning::NotebooksDbIgnored);
         }
         let mut vo_map = VoMap::new();
@@ -312,6 +319,7 @@ impl Config {
             range,
             filter,
             spool,
+            notebooks_db,
             verbose,
             warnings,
         })

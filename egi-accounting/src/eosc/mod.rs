@@ -15,7 +15,7 @@
 //! the API stored it: it is sent again, since no answer tells whether it was stored.
 //!
 //! Compared with the Python tool: a day not yet over is left for a later run; an explicit
-//! `--from-date` never moves the timestamp file back; a 401 gets one fresh token and one
+//! `--from-date` neither resends days the timestamp file covers nor moves it back; a 401 gets one fresh token and one
 //! retry; pods whose time in a day is negative (broken rows) count zero.
 
 pub mod config;

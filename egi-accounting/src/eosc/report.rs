@@ -95,7 +95,9 @@ pub fn midnight(epoch: i64) -> i64 {
 /// The periods to report, as the Python tool walks them: from `from` (the `--from-date`,
 /// else the timestamp file's time, else yesterday 00:00 UTC) to `to` (`--to-date`, else
 /// today 00:00 UTC), one day at a time. A period that has not ended by `now` is left for a
-/// later run (the Python tool would report it, and count running pods to its end).
+/// later run (the Python tool would report it, and count running pods to its end), and one
+/// that ended by the timestamp file's time was reported already: an explicit `--from-date`
+/// does not send it again (the Python tool would; remove the timestamp file to resend).
 pub fn periods(
     from: Option<i64>,
     to: Option<i64>,
@@ -107,10 +109,12 @@ pub fn periods(
     let mut out = Vec::new();
     let mut start = from;
     while start < to && start + DAY <= now {
-        out.push(Period {
-            start,
-            end: start + DAY,
-        });
+        if timestamp.is_none_or(|t| start + DAY > t) {
+            out.push(Period {
+                start,
+                end: start + DAY,
+            });
+        }
         start += DAY;
     }
     out

@@ -84,6 +84,11 @@ fn periods_are_days_from_the_last_end_to_today_and_only_days_that_are_over() {
         periods(Some(D1), Some(D1 + 2 * DAY), None, now),
         [p(D1), p(D1 + DAY)]
     );
+    // Days the timestamp file says were reported are not sent again, even asked for.
+    assert_eq!(
+        periods(Some(D1), Some(D1 + 3 * DAY), Some(D1 + 2 * DAY), now),
+        [p(D1 + 2 * DAY)]
+    );
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! It reads the same INI file (`--config`) and environment variables, asks Prometheus (or,
 //! with `--snapshot`, an OpenMetrics history file) about the pods of the look-back window,
 //! and writes APEL cloud messages to the spool (`apel_spool`) or to standard output.
+//! With `notebooks_db` set, it also upserts every pod into that SQLite file, as the Python
+//! tool does (the `eosc-accounting` job reads it).
 //!
 //! Exit status: 0 done; 1 permanent failure (bad data, unwritable spool: retrying will not
 //! help); 2 bad command line; 75 transient failure (Prometheus unreachable, slow or
@@ -15,6 +17,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use egi_accounting::config::Config;
 use egi_accounting::metrics::{MetricsSource, Timestamp};
+use egi_accounting::notebooks_db::NotebooksDb;
 use egi_accounting::prometheus::PrometheusSource;
 use egi_accounting::snapshot::SnapshotSource;
 use egi_accounting::spool::{DirqSpool, Sink, WriterSink};
@@ -154,12 +157,31 @@ async fn run(args: &Args, config: Config) -> egi_accounting::Result<job::Report>
         (Some(path), false) => Box::new(DirqSpool::open(path)?),
         _ => Box::new(WriterSink::new(std::io::stdout().lock(), "standard output")),
     };
-    job::run(
-        source.as_ref(),
-        &window,
-        &config.records,
-        config.limits,
-        sink.as_mut(),
-    )
-    .await
+    // The notebooks database (read by the EOSC job), opened before any question is asked
+    // so that an unusable file fails the run before anything is delivered. A dry run
+    // leaves it alone.
+    match (&config.notebooks_db, args.dry_run) {
+        (Some(path), false) => {
+            let mut db = NotebooksDb::open(path)?;
+            job::run_with_db(
+                source.as_ref(),
+                &window,
+                &config.records,
+                config.limits,
+                sink.as_mut(),
+                &mut db,
+            )
+            .await
+        }
+        _ => {
+            job::run(
+                source.as_ref(),
+                &window,
+                &config.records,
+                config.limits,
+                sink.as_mut(),
+            )
+            .await
+        }
+    }
 }
