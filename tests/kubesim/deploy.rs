@@ -413,4 +413,36 @@ async fn the_binaries_read_the_configuration_the_manifests_give_them() {
     assert_eq!(env["MONITORED_URL"], "http://gateway:8000/hub/api");
     let web = typed::<Service>(find(&objects, "Service", "status-web"));
     assert_eq!(web.spec.unwrap().ports.unwrap()[0].port, 80);
+
+    // Pods reach the gateway's hub API through its Service.
+    let service = typed::<Service>(find(&objects, "Service", "gateway"));
+    let port = service.spec.unwrap().ports.unwrap()[0].port;
+    let hub_api = url::Url::parse(gateway.hub_api_url.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        hub_api.host_str(),
+        Some(format!("gateway.{NAMESPACE}.svc").as_str())
+    );
+    assert_eq!(hub_api.port().map(i32::from), Some(port));
+    assert_eq!(
+        env["MONITORED_URL"],
+        format!("http://gateway:{port}/hub/api")
+    );
+
+    // A JupyterHub registers the same service, with the token of the same Secret.
+    let path = deploy_dir().join("jupyterhub/values-status-service.yaml");
+    let values: Value = serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let hub = &values["hub"];
+    assert_eq!(hub["services"]["status"]["url"], "http://status-web/");
+    assert_eq!(hub["services"]["status"]["admin"], true);
+    let token = &hub["extraEnv"]["STATUS_SERVICE_TOKEN"]["valueFrom"]["secretKeyRef"];
+    let monitor_token = monitor
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "JUPYTERHUB_API_TOKEN")
+        .and_then(|e| e.value_from.as_ref()?.secret_key_ref.clone())
+        .expect("the monitor's token comes from a Secret");
+    assert_eq!(token["name"], monitor_token.name);
+    assert_eq!(token["key"], monitor_token.key);
+    assert!(hub["services"]["status"]["apiToken"].is_null());
 }
