@@ -237,3 +237,43 @@ async fn ams_errors_keep_the_messages_they_concern() {
     assert_eq!(spool.on_disk(), (vec![big], vec![]));
     assert_eq!(ams.published().len(), published + 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stomp_over_tls_with_the_host_certificate() {
+    let pki = TestPki::new().unwrap();
+    let server = pki.host("localhost", 2).unwrap();
+    let host = pki.host("apel-host.example", 2).unwrap();
+    let broker = RabbitMq::start_tls(&pki, &server).expect("RabbitMQ starts with TLS");
+    let port = broker.stomp_tls_port().unwrap();
+    let spool = spool_with(2, 5);
+    let tls_cfg = |capath: &std::path::Path| {
+        stomp_cfg(port, QUEUE, spool.path(), &host)
+            .replace("use_ssl: false", "use_ssl: true")
+            .replace(
+                "capath: /etc/grid-security/certificates",
+                &format!("capath: {}", capath.display()),
+            )
+    };
+
+    // A broker whose certificate no CA in capath signed is not talked to.
+    let stranger = TestPki::new().unwrap();
+    let err = send::run(&config(&tls_cfg(&stranger.capath().unwrap())), &quick(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err}");
+    assert_eq!(spool.on_disk().0.len(), 2);
+
+    let mut subscriber = broker.subscribe(QUEUE).unwrap();
+    let report = send::run(
+        &config(&tls_cfg(&pki.capath().unwrap())),
+        &Options::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.sent, 2);
+    for m in subscriber.receive(2, WAIT).unwrap() {
+        let id = m.header("empa-id").unwrap();
+        assert_eq!(pki.verify(&m.body).unwrap(), spool.bodies[id]);
+    }
+    assert!(spool.on_disk().0.is_empty());
+}

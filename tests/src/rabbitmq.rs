@@ -39,6 +39,7 @@ pub struct RabbitMq {
     server: Child,
     epmd: Child,
     stomp_port: u16,
+    stomp_tls_port: Option<u16>,
     log: PathBuf,
     // Last: removed once both processes have stopped.
     dir: TempDir,
@@ -52,6 +53,16 @@ fn free_port() -> Result<u16> {
 impl RabbitMq {
     /// Starts a broker with the STOMP plugin and waits until it accepts STOMP sessions.
     pub fn start() -> Result<Self> {
+        Self::start_with(None)
+    }
+
+    /// Like [`RabbitMq::start`], with a STOMP-over-TLS listener too whose server certificate
+    /// is `server` and which asks clients for a certificate of `pki`'s CA.
+    pub fn start_tls(pki: &TestPki, server: &HostCredentials) -> Result<Self> {
+        Self::start_with(Some((pki, server)))
+    }
+
+    fn start_with(tls: Option<(&TestPki, &HostCredentials)>) -> Result<Self> {
         if !Path::new(SERVER).is_file() {
             bail!("{SERVER} not found: run .ci/install-peers (Debian package rabbitmq-server)");
         }
@@ -59,6 +70,34 @@ impl RabbitMq {
         let d = dir.path();
         let (epmd_port, amqp, stomp_port, dist) =
             (free_port()?, free_port()?, free_port()?, free_port()?);
+        let stomp_tls_port = tls.map(|_| free_port()).transpose()?;
+        let tls_conf = match (tls, stomp_tls_port) {
+            (Some((pki, server)), Some(port)) => format!(
+                "stomp.listeners.ssl.1 = 127.0.0.1:{port}\n\
+                 ssl_options.cacertfile = {}\nssl_options.certfile = {}\n\
+                 ssl_options.keyfile = {}\nssl_options.verify = verify_peer\n\
+                 ssl_options.fail_if_no_peer_cert = true\n",
+                pki.ca().display(),
+                server.certificate.display(),
+                server.key.display()
+            ),
+            _ => String::new(),
+        };
+        fs::write(
+            d.join("rabbitmq.conf"),
+            tls_conf
+                + &format!(
+                    "listeners.tcp.1 = 127.0.0.1:{amqp}\n\
+                 stomp.listeners.tcp.1 = 127.0.0.1:{stomp_port}\n\
+                 default_vhost = {VHOST}\n\
+                 log.console = true\nlog.console.level = warning\nlog.file = false\n"
+                ),
+        )?;
+        fs::write(d.join("enabled_plugins"), "[rabbitmq_stomp].\n")?;
+        let log = d.join("rabbitmq.log");
+        let out = fs::File::create(&log)?;
+        let err = out.try_clone()?;
+        // Processes last: nothing above can fail and leave them running.
         let epmd = Command::new("epmd")
             .args(["-port", &epmd_port.to_string()])
             .stdin(Stdio::null())
@@ -66,18 +105,6 @@ impl RabbitMq {
             .stderr(Stdio::null())
             .spawn()
             .context("starting epmd (Debian package erlang-base)")?;
-        fs::write(
-            d.join("rabbitmq.conf"),
-            format!(
-                "listeners.tcp.1 = 127.0.0.1:{amqp}\n\
-                 stomp.listeners.tcp.1 = 127.0.0.1:{stomp_port}\n\
-                 default_vhost = {VHOST}\n\
-                 log.console = true\nlog.console.level = warning\nlog.file = false\n"
-            ),
-        )?;
-        fs::write(d.join("enabled_plugins"), "[rabbitmq_stomp].\n")?;
-        let log = d.join("rabbitmq.log");
-        let out = fs::File::create(&log)?;
         let env = |name: &str| d.join(name).into_os_string();
         let server = Command::new(SERVER)
             .env("HOME", d)
@@ -94,8 +121,8 @@ impl RabbitMq {
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", env("enabled_plugins"))
             .env("RABBITMQ_PID_FILE", env("rabbitmq.pid"))
             .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
+            .stdout(out)
+            .stderr(err)
             .spawn();
         let mut epmd = epmd;
         let server = match server {
@@ -109,6 +136,7 @@ impl RabbitMq {
             server,
             epmd,
             stomp_port,
+            stomp_tls_port,
             log,
             dir,
         };
@@ -137,6 +165,11 @@ impl RabbitMq {
     /// The STOMP port on 127.0.0.1.
     pub fn stomp_port(&self) -> u16 {
         self.stomp_port
+    }
+
+    /// The STOMP-over-TLS port on 127.0.0.1 ([`RabbitMq::start_tls`] only).
+    pub fn stomp_tls_port(&self) -> Option<u16> {
+        self.stomp_tls_port
     }
 
     /// The broker's directory (logs).
@@ -416,6 +449,23 @@ impl TestPki {
             certificate: d.join(pem),
             key: d.join(key),
         })
+    }
+
+    /// A CA directory as `capath` wants it (`/etc/grid-security/certificates`): the CA
+    /// certificate under its subject hash.
+    pub fn capath(&self) -> Result<PathBuf> {
+        let dir = self.dir.path().join("certificates");
+        if !dir.is_dir() {
+            fs::create_dir(&dir)?;
+            let out = Command::new("openssl")
+                .args(["x509", "-hash", "-noout", "-in"])
+                .arg(self.ca())
+                .output()
+                .context("running openssl x509 -hash")?;
+            let hash = String::from_utf8(out.stdout)?.trim().to_owned();
+            fs::copy(self.ca(), dir.join(format!("{hash}.0")))?;
+        }
+        Ok(dir)
     }
 
     /// Verifies an S/MIME signed message against this CA as SSM's receiver does (`openssl
