@@ -26,6 +26,7 @@ mod monitoring;
 mod monitoring_examples;
 mod monitoring_faults;
 mod monitoring_field;
+mod monitoring_notebooks;
 mod prometheus_peer;
 mod sample_data;
 mod sources_agree;
