@@ -67,7 +67,7 @@ async fn stomp_sends_signed_messages_that_arrive_byte_for_byte() {
     // Sent elements are gone; the held one keeps python's lock; the corrupt one is unlocked.
     let (elements, locks) = spool.on_disk();
     assert_eq!(elements, [held.clone(), corrupt.clone()]);
-    assert_eq!(locks, [held.clone()]);
+    assert_eq!(locks, std::slice::from_ref(&held));
     assert_eq!(python_dirq(spool.path(), "print(q.count())"), "2");
 
     // Next run: nothing new is sent; once python lets go, the held element goes too.
