@@ -204,7 +204,7 @@ fn bench(c: &mut Criterion) {
         let parsed = SnapshotSource::from_bytes(ours.as_bytes()).expect("valid history");
         let check = prometheus_parse::Scrape::parse(theirs.lines().map(|l| Ok(l.to_owned())))
             .expect("prometheus-parse reads it");
-        assert_eq!(parsed.history().sample_count(), check.samples.len());
+        assert_eq!(parsed.sample_count(), check.samples.len());
 
         group.throughput(Throughput::Bytes(ours.len() as u64));
         group.bench_with_input(

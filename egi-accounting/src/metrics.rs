@@ -350,9 +350,10 @@ pub enum Usage {
     NetworkReceivedBytes,
     /// `sum by (namespace,pod) (last_over_time(container_network_transmit_bytes_total{..}[R]))`.
     NetworkTransmittedBytes,
-    /// Counter resets of the CPU and network counters in the window
-    /// (`sum by (namespace,pod) (resets(...[R]))`): where they are not zero, the
-    /// counters above are lower bounds.
+    /// Counter resets in the window of the network counters of the pod-level cgroup, the only
+    /// series where a reset can happen and change a figure (see [`crate::query`]):
+    /// `sum by (namespace,pod) (resets(...[R]) > 0)`, so pods without resets are absent. Where
+    /// there are some, the network figures are lower bounds.
     CounterResets,
 }
 
@@ -374,7 +375,6 @@ impl Usage {
             Usage::NetworkReceivedBytes => &["container_network_receive_bytes_total"],
             Usage::NetworkTransmittedBytes => &["container_network_transmit_bytes_total"],
             Usage::CounterResets => &[
-                "container_cpu_usage_seconds_total",
                 "container_network_receive_bytes_total",
                 "container_network_transmit_bytes_total",
             ],

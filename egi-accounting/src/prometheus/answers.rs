@@ -499,7 +499,7 @@ mod tests {
             metric_of(Question::Usage(Usage::CounterResets))
                 .matches('|')
                 .count(),
-            2
+            1
         );
     }
 }

@@ -216,34 +216,33 @@ fn network_dedupes_cgroups_per_interface_then_sums_interfaces() {
 }
 
 #[test]
-fn counter_resets_of_cpu_and_network_are_summed_per_pod() {
+fn counter_resets_of_the_pod_network_counters_are_summed_per_pod() {
     let s = source(concat!(
+        // A container's CPU counter is in no reset question: a restart is a new series.
         "container_cpu_usage_seconds_total{container=\"notebook\",namespace=\"hub\",pod=\"jupyter-a\"} 5 100\n",
         "container_cpu_usage_seconds_total{container=\"notebook\",namespace=\"hub\",pod=\"jupyter-a\"} 1 110\n",
-        "container_cpu_usage_seconds_total{container=\"notebook\",namespace=\"hub\",pod=\"jupyter-a\"} 3 120\n",
-        "container_cpu_usage_seconds_total{container=\"notebook\",namespace=\"hub\",pod=\"jupyter-a\"} 2 130\n",
-        // NaN compares false both ways: no reset counted around it.
+        // The pod cgroup (no image). NaN compares false both ways: no reset counted around it.
         "container_network_receive_bytes_total{interface=\"eth0\",namespace=\"hub\",pod=\"jupyter-a\"} 9 100\n",
         "container_network_receive_bytes_total{interface=\"eth0\",namespace=\"hub\",pod=\"jupyter-a\"} NaN 110\n",
         "container_network_receive_bytes_total{interface=\"eth0\",namespace=\"hub\",pod=\"jupyter-a\"} 1 120\n",
         "container_network_transmit_bytes_total{interface=\"eth0\",namespace=\"hub\",pod=\"jupyter-a\"} 9 100\n",
         "container_network_transmit_bytes_total{interface=\"eth0\",namespace=\"hub\",pod=\"jupyter-a\"} 1 120\n",
+        "container_network_transmit_bytes_total{interface=\"eth0\",namespace=\"hub\",pod=\"jupyter-a\"} 4 125\n",
+        "container_network_transmit_bytes_total{interface=\"eth0\",namespace=\"hub\",pod=\"jupyter-a\"} 3 130\n",
+        // Without a reset: absent from the answer (`> 0`).
         "container_network_transmit_bytes_total{interface=\"eth0\",namespace=\"hub\",pod=\"jupyter-b\"} 1 120\n",
-        // Not one of the three counters.
-        "container_memory_max_usage_bytes{container=\"notebook\",namespace=\"hub\",pod=\"jupyter-a\"} 1 100\n",
-        "container_memory_max_usage_bytes{container=\"notebook\",namespace=\"hub\",pod=\"jupyter-a\"} 0 110\n",
+        // A sandbox (it has an image) is not the pod cgroup.
+        "container_network_receive_bytes_total{image=\"pause\",interface=\"eth0\",namespace=\"hub\",pod=\"jupyter-c\"} 9 100\n",
+        "container_network_receive_bytes_total{image=\"pause\",interface=\"eth0\",namespace=\"hub\",pod=\"jupyter-c\"} 1 110\n",
     ));
+    // Receive: none (NaN in between); transmit: 9 -> 1 and 4 -> 3.
     let r = ready(s.usage(&window(130, "1h", Filter::DEFAULT), Usage::CounterResets));
-    assert_eq!(
-        by_pod(&r),
-        [("hub", "jupyter-a", 3.0), ("hub", "jupyter-b", 0.0)]
-    );
-    // The window start is inclusive: from 110 s on, cpu 1 -> 3 -> 2 has one reset.
-    let r = ready(s.usage(&window(130, "20s", Filter::DEFAULT), Usage::CounterResets));
-    assert_eq!(
-        by_pod(&r),
-        [("hub", "jupyter-a", 1.0), ("hub", "jupyter-b", 0.0)]
-    );
+    assert_eq!(by_pod(&r), [("hub", "jupyter-a", 2.0)]);
+    // The window start is inclusive: from 120 s on, transmit 1 -> 4 -> 3 has one reset.
+    let r = ready(s.usage(&window(130, "10s", Filter::DEFAULT), Usage::CounterResets));
+    assert_eq!(by_pod(&r), [("hub", "jupyter-a", 1.0)]);
+    let r = ready(s.usage(&window(130, "4s", Filter::DEFAULT), Usage::CounterResets));
+    assert!(r.is_empty(), "{r:?}");
 }
 
 #[test]
@@ -279,7 +278,9 @@ fn the_filter_applies_to_every_question() {
     assert_eq!(ready(s.images(&all)).len(), 1);
     assert_eq!(ready(s.cpu_requests(&all)).len(), 1);
     for u in Usage::ALL {
-        assert_eq!(ready(s.usage(&all, u)).len(), 1, "{u:?}");
+        // No counter went down: no pod has resets (`> 0`).
+        let want = usize::from(u != Usage::CounterResets);
+        assert_eq!(ready(s.usage(&all, u)).len(), want, "{u:?}");
     }
 }
 
@@ -309,7 +310,7 @@ fn from_path_reads_files_and_reports_io_errors() {
     std::fs::write(&path, "up{job=\"a\"} 1 5\n# EOF\n").unwrap();
     let s = SnapshotSource::from_path(&path).unwrap();
     assert_eq!(s.last_timestamp(), Some(Timestamp::from_millis(5000)));
-    assert_eq!(s.history().series().len(), 1);
+    assert_eq!(s.sample_count(), 1);
     match SnapshotSource::from_path(dir.path().join("missing.om")) {
         Err(Error::Io { path: p, .. }) => assert!(p.ends_with("missing.om")),
         other => panic!("{other:?}"),

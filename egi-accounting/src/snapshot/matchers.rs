@@ -118,15 +118,6 @@ impl Matchers {
             op: Op::Equal(value.to_owned()),
         });
     }
-
-    /// Whether `value` as label `label` satisfies the matchers on that label (the others are
-    /// not looked at): used to pick metric names before looking at series.
-    pub(crate) fn matches_label(&self, label: &str, value: &str) -> bool {
-        self.matchers
-            .iter()
-            .filter(|m| m.label == label)
-            .all(|m| m.matches(value))
-    }
 }
 
 struct Lexer<'t> {
@@ -354,10 +345,6 @@ mod tests {
             ("pod", "p"),
         ];
         assert!(check("__name__=~'container_cpu.*|other'", &s));
-        let m = Matchers::parse("__name__=~'a|b',pod='p'").unwrap();
-        assert!(m.matches_label("__name__", "a"));
-        assert!(!m.matches_label("__name__", "c"));
-        assert!(m.matches_label("other", "anything"));
     }
 
     #[test]

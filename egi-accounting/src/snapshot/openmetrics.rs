@@ -17,6 +17,7 @@ use super::syntax::{
     series_end, split_token,
 };
 use crate::error::{Error, Result};
+use crate::metrics::Timestamp;
 
 /// Parses a whole history; see [`History::parse`].
 pub(super) fn parse(text: &[u8]) -> Result<History> {
@@ -167,38 +168,7 @@ impl<'a> Parser<'a> {
             }
         };
 
-        let rest = &line[key_len..];
-        let rest = match rest.split_first() {
-            Some((b' ', rest)) => rest,
-            Some((&c, _)) => {
-                return Err(format!(
-                    "unexpected {:?} after the series {:?}: expected a space and the value",
-                    char::from(c),
-                    String::from_utf8_lossy(&line[..key_len])
-                ));
-            }
-            None => return Err("missing value after the series".to_owned()),
-        };
-        let (value, rest) = split_token(rest);
-        if value.is_empty() {
-            return Err("missing value after the series (or two spaces)".to_owned());
-        }
-        let value = parse_float(value)
-            .map_err(|why| format!("invalid value {:?}: {why}", String::from_utf8_lossy(value)))?;
-        let Some(rest) = rest else {
-            return Err(
-                "sample has no timestamp: every sample of a history file needs one \
-                        (`name{labels} value timestamp`)"
-                    .to_owned(),
-            );
-        };
-        let (ts, rest) = split_token(rest);
-        let ts = parse_timestamp(ts)?;
-        match rest {
-            None => {}
-            Some([]) => return Err("trailing space after the timestamp".to_owned()),
-            Some(rest) => self.exemplar(rest, &line[..key_len])?,
-        }
+        let (ts, value) = sample_fields(line, key_len, &mut self.scratch, &mut self.spans)?;
 
         let s = &mut self.series[id];
         if let Some(&(last, _)) = s.samples.last()
@@ -212,33 +182,7 @@ impl<'a> Parser<'a> {
 
     /// Parses the labels of a series written this way for the first time and files it.
     fn new_series(&mut self, key: &'a [u8]) -> Result<usize, String> {
-        let name_len = metric_name_len(key);
-        let (text, spans) = (&mut self.scratch, &mut self.spans);
-        text.clear();
-        spans.clear();
-        text.push_str("__name__");
-        // `series_end` checked the name, so it is ASCII.
-        text.push_str(std::str::from_utf8(&key[..name_len]).unwrap_or_default());
-        spans.push((0, "__name__".len(), text.len()));
-        if name_len < key.len() {
-            // `series_end` found the closing brace at the end of `key`.
-            parse_label_set(&key[name_len + 1..key.len() - 1], text, spans)?;
-        }
-        let text = &self.scratch;
-        spans.sort_unstable_by(|a, b| text[a.0..a.1].cmp(&text[b.0..b.1]));
-        if let Some(w) = spans
-            .windows(2)
-            .find(|w| text[w[0].0..w[0].1] == text[w[1].0..w[1].1])
-        {
-            let name = &text[w[0].0..w[0].1];
-            return Err(if name == "__name__" {
-                "label `__name__` repeats the metric name".to_owned()
-            } else {
-                format!("label {name:?} appears twice in the series")
-            });
-        }
-        spans.retain(|&(_, m, e)| m < e);
-        let labels = Labels::from_spans(text, spans);
+        let labels = series_labels(key, &mut self.scratch, &mut self.spans)?;
         let id = self.series.len();
         self.series.push(Parsed {
             labels,
@@ -248,52 +192,134 @@ impl<'a> Parser<'a> {
         self.raw.insert(key, id);
         Ok(id)
     }
+}
 
-    /// Checks the ` # {labels} value [timestamp]` exemplar after a sample (`rest` starts
-    /// after the space that follows the timestamp).
-    fn exemplar(&mut self, rest: &[u8], series: &[u8]) -> Result<(), String> {
-        let body = rest.strip_prefix(b"# {").ok_or_else(|| {
+/// The labels of a series written `key` (`name{labels}`, checked by [`series_end`]):
+/// unescaped, checked, sorted, empty values dropped. `text` and `spans` are scratch space.
+pub(super) fn series_labels(
+    key: &[u8],
+    text: &mut String,
+    spans: &mut Vec<(usize, usize, usize)>,
+) -> Result<Labels, String> {
+    let name_len = metric_name_len(key);
+    text.clear();
+    spans.clear();
+    text.push_str("__name__");
+    // `series_end` checked the name, so it is ASCII.
+    text.push_str(std::str::from_utf8(&key[..name_len]).unwrap_or_default());
+    spans.push((0, "__name__".len(), text.len()));
+    if name_len < key.len() {
+        // `series_end` found the closing brace at the end of `key`.
+        parse_label_set(&key[name_len + 1..key.len() - 1], text, spans)?;
+    }
+    let text = &*text;
+    spans.sort_unstable_by(|a, b| text[a.0..a.1].cmp(&text[b.0..b.1]));
+    if let Some(w) = spans
+        .windows(2)
+        .find(|w| text[w[0].0..w[0].1] == text[w[1].0..w[1].1])
+    {
+        let name = &text[w[0].0..w[0].1];
+        return Err(if name == "__name__" {
+            "label `__name__` repeats the metric name".to_owned()
+        } else {
+            format!("label {name:?} appears twice in the series")
+        });
+    }
+    spans.retain(|&(_, m, e)| m < e);
+    Ok(Labels::from_spans(text, spans))
+}
+
+/// The timestamp and value of a sample line whose series takes its first `key_len` bytes,
+/// checking the exemplar that may follow. `scratch` and `spans` are scratch space.
+pub(super) fn sample_fields(
+    line: &[u8],
+    key_len: usize,
+    scratch: &mut String,
+    spans: &mut Vec<(usize, usize, usize)>,
+) -> Result<(Timestamp, f64), String> {
+    let rest = &line[key_len..];
+    let rest = match rest.split_first() {
+        Some((b' ', rest)) => rest,
+        Some((&c, _)) => {
+            return Err(format!(
+                "unexpected {:?} after the series {:?}: expected a space and the value",
+                char::from(c),
+                String::from_utf8_lossy(&line[..key_len])
+            ));
+        }
+        None => return Err("missing value after the series".to_owned()),
+    };
+    let (value, rest) = split_token(rest);
+    if value.is_empty() {
+        return Err("missing value after the series (or two spaces)".to_owned());
+    }
+    let value = parse_float(value)
+        .map_err(|why| format!("invalid value {:?}: {why}", String::from_utf8_lossy(value)))?;
+    let Some(rest) = rest else {
+        return Err(
+            "sample has no timestamp: every sample of a history file needs one \
+                    (`name{labels} value timestamp`)"
+                .to_owned(),
+        );
+    };
+    let (ts, rest) = split_token(rest);
+    let ts = parse_timestamp(ts)?;
+    match rest {
+        None => {}
+        Some([]) => return Err("trailing space after the timestamp".to_owned()),
+        Some(rest) => exemplar(rest, &line[..key_len], scratch, spans)?,
+    }
+    Ok((ts, value))
+}
+
+/// Checks the ` # {labels} value [timestamp]` exemplar after a sample (`rest` starts
+/// after the space that follows the timestamp).
+fn exemplar(
+    rest: &[u8],
+    series: &[u8],
+    scratch: &mut String,
+    spans: &mut Vec<(usize, usize, usize)>,
+) -> Result<(), String> {
+    let body = rest.strip_prefix(b"# {").ok_or_else(|| {
             format!(
                 "unexpected text {:?} after the timestamp (only an exemplar ` # {{...}} value` may follow)",
                 String::from_utf8_lossy(rest)
             )
         })?;
-        let name = &series[..metric_name_len(series)];
-        if !(name.ends_with(b"_total") || name.ends_with(b"_bucket")) {
-            return Err(format!(
-                "metric {:?} cannot have an exemplar: only `_total` and `_bucket` samples may (as in promtool)",
-                String::from_utf8_lossy(name)
-            ));
-        }
-        let end = label_set_end(body, 0)?;
-        self.scratch.clear();
-        self.spans.clear();
-        parse_label_set(&body[..end], &mut self.scratch, &mut self.spans)
-            .map_err(|why| format!("exemplar: {why}"))?;
-        let rest = match body[end + 1..].split_first() {
-            Some((b' ', rest)) => rest,
-            _ => return Err("exemplar: expected a space and a value after its labels".to_owned()),
-        };
-        let (value, rest) = split_token(rest);
-        parse_float(value).map_err(|why| {
-            format!(
-                "exemplar: invalid value {:?}: {why}",
-                String::from_utf8_lossy(value)
-            )
-        })?;
-        if let Some(rest) = rest {
-            let (ts, rest) = split_token(rest);
-            parse_timestamp(ts).map_err(|why| format!("exemplar: {why}"))?;
-            if rest.is_some() {
-                return Err("exemplar: unexpected text after its timestamp".to_owned());
-            }
-        }
-        Ok(())
+    let name = &series[..metric_name_len(series)];
+    if !(name.ends_with(b"_total") || name.ends_with(b"_bucket")) {
+        return Err(format!(
+            "metric {:?} cannot have an exemplar: only `_total` and `_bucket` samples may (as in promtool)",
+            String::from_utf8_lossy(name)
+        ));
     }
+    let end = label_set_end(body, 0)?;
+    scratch.clear();
+    spans.clear();
+    parse_label_set(&body[..end], scratch, spans).map_err(|why| format!("exemplar: {why}"))?;
+    let rest = match body[end + 1..].split_first() {
+        Some((b' ', rest)) => rest,
+        _ => return Err("exemplar: expected a space and a value after its labels".to_owned()),
+    };
+    let (value, rest) = split_token(rest);
+    parse_float(value).map_err(|why| {
+        format!(
+            "exemplar: invalid value {:?}: {why}",
+            String::from_utf8_lossy(value)
+        )
+    })?;
+    if let Some(rest) = rest {
+        let (ts, rest) = split_token(rest);
+        parse_timestamp(ts).map_err(|why| format!("exemplar: {why}"))?;
+        if rest.is_some() {
+            return Err("exemplar: unexpected text after its timestamp".to_owned());
+        }
+    }
+    Ok(())
 }
 
 /// A `#` line other than `# EOF`.
-fn comment(line: &[u8]) -> Result<(), String> {
+pub(super) fn comment(line: &[u8]) -> Result<(), String> {
     let unknown = || {
         format!(
             "unknown comment {:?}: OpenMetrics only allows `# TYPE`, `# HELP`, `# UNIT` and `# EOF`",
