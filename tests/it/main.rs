@@ -6,6 +6,7 @@
 mod accounting_cli;
 mod accounting_eosc;
 mod accounting_job;
+mod accounting_resets;
 mod accounting_notebooks_db;
 mod accounting_pinned_tls;
 mod accounting_tls;
