@@ -6,9 +6,9 @@
 mod accounting_cli;
 mod accounting_eosc;
 mod accounting_job;
-mod accounting_resets;
 mod accounting_notebooks_db;
 mod accounting_pinned_tls;
+mod accounting_resets;
 mod accounting_tls;
 mod apel_send;
 mod apel_send_faults;
