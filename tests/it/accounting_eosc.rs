@@ -459,3 +459,50 @@ async fn the_binary_reads_the_charts_configuration_and_exits_by_kind_of_failure(
     );
     assert_metrics(&stored(&s), &want);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_account_gets_tokens_by_client_credentials_alone() {
+    use egi_checkin::{ExposeSecret, HttpOptions, SecretString, ServiceAccount};
+    let p = OidcProvider::start(oidc::Options::default()).expect("OpenID provider");
+    let token_url = format!("{}/protocol/openid-connect/token", p.issuer());
+    let o = HttpOptions::default();
+    let account = |id: &str, secret: &str| {
+        ServiceAccount::new(&token_url, id, SecretString::from(secret.to_owned()), &o)
+            .unwrap()
+            .scopes(eosc::config::DEFAULT_SCOPES.split(' '))
+    };
+    // The Python tool's scopes, no discovery: a token the provider calls active, for the
+    // service's client.
+    let tokens = account(oidc::OTHER_CLIENT_ID, OTHER_SECRET)
+        .token()
+        .await
+        .expect("client credentials");
+    assert!(tokens.refresh_token().is_none());
+    let info: Value = reqwest::Client::new()
+        .post(format!("{token_url}/introspect"))
+        .basic_auth(oidc::CLIENT_ID, Some(oidc::CLIENT_SECRET))
+        .form(&[("token", tokens.access_token().expose_secret())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["active"], true, "{info}");
+    assert_eq!(info["client_id"], oidc::OTHER_CLIENT_ID, "{info}");
+    // A secret that Basic's form-urlencoding changes (+ / =).
+    account(oidc::B64_CLIENT_ID, oidc::B64_CLIENT_SECRET)
+        .token()
+        .await
+        .expect("a Base64 secret");
+    // A wrong secret: invalid_client, permanent.
+    let e = account(oidc::OTHER_CLIENT_ID, "wrong")
+        .token()
+        .await
+        .expect_err("wrong secret");
+    assert!(
+        matches!(&e, egi_checkin::Error::OAuth { code, .. } if code == "invalid_client"),
+        "{e}"
+    );
+    assert!(!e.is_transient());
+}
