@@ -185,6 +185,21 @@ async fn kubectl_applies_the_manifests_to_the_simulator() {
         "a second apply changes nothing: {second}"
     );
 
+    let table = kubectl(&["get", "deployments,cronjobs", "-n", NAMESPACE], kc).await;
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["NAME", "AGE"], "{table}");
+    let names: BTreeSet<&str> = rows.iter().filter_map(|r| r.first().copied()).collect();
+    for name in [
+        "deployment.apps/gateway",
+        "deployment.apps/status-web",
+        "cronjob.batch/accounting",
+    ] {
+        assert!(names.contains(name), "{table}");
+    }
+
     // What the simulator stored is what was rendered (plus server fields and kubectl's
     // last-applied annotation).
     for o in &objects {

@@ -174,11 +174,13 @@ fn row(res: usize, o: &Value) -> Vec<Value> {
                 age,
             ]
         }
-        _ => vec![
+        _ if o["kind"] == "ConfigMap" => vec![
             name,
             json!(o["data"].as_object().map_or(0, |d| d.len())),
             age,
         ],
+        // Stored-only kinds (ServiceAccount, Deployment, CronJob, Role, RoleBinding).
+        _ => vec![name, age],
     }
 }
 
@@ -240,11 +242,12 @@ fn columns(res: usize, sample_kind: &str) -> Vec<Value> {
             col("Port(s)", "string", 0),
             col("Age", "string", 0),
         ],
-        _ => vec![
+        _ if sample_kind == "ConfigMap" => vec![
             col("Name", "string", 0),
             col("Data", "string", 0),
             col("Age", "string", 0),
         ],
+        _ => vec![col("Name", "string", 0), col("Age", "string", 0)],
     }
 }
 
