@@ -2,7 +2,9 @@
 //!
 //! An HTTP server on loopback that speaks the real REST paths and JSON of kube-apiserver for
 //! namespaces, pods, persistentvolumeclaims, secrets, services, events, configmaps and
-//! storageclasses, with a simulated kubelet and controllers behind it. It exists because no
+//! storageclasses, with a simulated kubelet and controllers behind it (serviceaccounts,
+//! deployments, cronjobs, roles and rolebindings are stored only, so that deployment
+//! manifests apply; nothing acts on them). It exists because no
 //! API server, kind, k3s or container engine runs on the test machines; kubectl and the
 //! Python `kubernetes` client work against it (see the `kubesim` test target).
 //!
