@@ -358,18 +358,24 @@ async fn the_binaries_read_the_configuration_the_manifests_give_them() {
         config.spool.as_deref(),
         Some(mount(init, "spool").as_path())
     );
-    // sender.cfg read as SSM (and apel-send) read it: configparser syntax.
-    let sender = egi_accounting::config::Ini::parse(&config_file(
+    // sender.cfg read by apel-send's own configuration code: AMS, production topic, the
+    // spool and the host certificate where the CronJob mounts them.
+    let sender = egi_accounting::send::config::SenderConfig::from_ini_str(&config_file(
         &objects,
         "accounting-config",
         "sender.cfg",
     ))
-    .expect("sender.cfg parses");
-    let sender = |section: &str, key: &str| {
-        PathBuf::from(sender.get(section, key).unwrap().unwrap_or_default())
-    };
+    .expect("apel-send reads its ConfigMap");
     let send = &accounting.containers[0];
-    assert_eq!(sender("messaging", "path"), mount(send, "spool"));
+    assert_eq!(sender.spool, mount(send, "spool"));
+    assert_eq!(sender.destination, "eu-egi-cloud-accounting");
+    match &sender.broker {
+        egi_accounting::send::config::Broker::Ams(ams) => {
+            assert_eq!(ams.project, "accounting");
+            assert!(ams.token.is_none(), "no AMS token in a ConfigMap");
+        }
+        other => panic!("the deployment sends to AMS, not {other:?}"),
+    }
     let cert_mounts: BTreeSet<PathBuf> = send
         .volume_mounts
         .iter()
@@ -377,11 +383,7 @@ async fn the_binaries_read_the_configuration_the_manifests_give_them() {
         .filter(|m| m.name == "host-cert")
         .map(|m| PathBuf::from(&m.mount_path))
         .collect();
-    let wanted = [
-        sender("certificates", "certificate"),
-        sender("certificates", "key"),
-    ];
-    assert_eq!(cert_mounts, wanted.into_iter().collect());
+    assert_eq!(cert_mounts, [sender.certificate, sender.key].into());
     let args = init.args.clone().unwrap_or_default();
     assert_eq!(PathBuf::from(&args[1]), mount(init, "config"));
     let args = send.args.clone().unwrap_or_default();
