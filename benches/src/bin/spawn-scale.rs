@@ -348,10 +348,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let client = match &args.api {
-        Some(api) => kube::Client::try_from(kube::Config::new(api.parse().expect("--api URL"))),
-        None => kube::Client::try_default().await,
+    // The client a hub gets from KubeCluster::infer (its User-Agent and retries).
+    let config = match &args.api {
+        Some(api) => Ok(kube::Config::new(api.parse().expect("--api URL"))),
+        None => kube::Config::infer().await.map_err(|e| e.to_string()),
     };
+    let client = config.and_then(|c| egi_spawner::kube::client(c).map_err(|e| e.to_string()));
     let client = match client {
         Ok(client) => client,
         Err(e) => {

@@ -122,7 +122,7 @@ impl KubeSpawner {
     }
 
     /// Runs a start under the start lock; a `stop` meanwhile cancels it.
-    async fn start_guarded(&self, request: StartRequest) -> Result<String> {
+    async fn start_guarded(&self, request: Box<StartRequest>) -> Result<String> {
         let _starting = self.starting.lock().await;
         let mut stops = self.stops.subscribe();
         stops.mark_unchanged();
@@ -157,12 +157,14 @@ impl KubeSpawner {
         result
     }
 
-    async fn start_inner(&self, request: StartRequest) -> Result<String> {
+    async fn start_inner(&self, request: Box<StartRequest>) -> Result<String> {
         let options = &self.cluster.shared.options;
         let deadline = deadline_after(options.start_timeout);
         let namespace = self.plan(&request.user_options)?.namespace;
-        self.cluster.ensure_namespace(&namespace).await?;
-        let cache = self.cluster.cache(&namespace).await?;
+        // Boxed: their request futures are large, and in the wait below they would still
+        // take room in every waiting start.
+        Box::pin(self.cluster.ensure_namespace(&namespace)).await?;
+        let cache = Box::pin(self.cluster.cache(&namespace)).await?;
         // Everything big (plan, manifests, the hub's context) is dropped before the wait, so
         // a thousand waiting spawns hold little more than their cache subscription.
         // One request slot for the whole write phase: a spawn's Secret follows its pod at
@@ -183,7 +185,7 @@ impl KubeSpawner {
     /// the subscriptions the wait needs (made before the writes, so nothing is missed).
     async fn create(
         &self,
-        request: StartRequest,
+        request: Box<StartRequest>,
         cache: &Arc<NamespaceCache>,
         deadline: Instant,
     ) -> Result<(String, u16, Listeners, Watched)> {
@@ -336,15 +338,24 @@ impl KubeSpawner {
         } else {
             shared.options.delete_grace_period
         };
-        let params = delete_params(grace, known.as_ref().map(|v| v.uid.as_str()));
-        let mut result = self.cluster.limited(api.delete(&name, &params)).await;
+        // Boxed, keeping only the deleted pod's UID: the request future and the whole Pod
+        // it returns, inline, made every stop's future 7 KB for the whole wait that follows
+        // (the peak of a thousand stops at once).
+        let delete = |uid: Option<&str>| {
+            let params = delete_params(grace, uid);
+            let (api, name) = (&api, &name);
+            Box::pin(async move {
+                let deleted = self.cluster.limited(api.delete(name, &params)).await?;
+                Ok::<_, kube::Error>(deleted.left().and_then(|pod| pod.metadata.uid))
+            })
+        };
+        let mut result = delete(known.as_ref().map(|v| v.uid.as_str())).await;
         if matches!(&result, Err(e) if status_code(e) == Some(409)) {
             // The cache knew an older pod: delete what is there now.
-            let params = delete_params(grace, None);
-            result = self.cluster.limited(api.delete(&name, &params)).await;
+            result = delete(None).await;
         }
         let deleted_uid = match result {
-            Ok(either) => either.left().and_then(|pod| pod.metadata.uid),
+            Ok(uid) => uid,
             Err(error) if status_code(&error) == Some(404) => None,
             Err(error) => {
                 return Err(api_error(format!("delete pod {name}"), &namespace, error));
@@ -447,6 +458,10 @@ impl Spawner for KubeSpawner {
         // At once, not at the first poll of the future: a progress stream opened right after
         // this call follows this start, not the previous one.
         self.progress.reset("Starting server".to_owned());
+        // The request boxed once: every layer of the start (and the write phase's closure)
+        // would otherwise hold its own slot for it for the whole start, waits included
+        // (a start's future was 7.7 KB, 1.1 KB with it and the two calls below boxed).
+        let request = Box::new(request);
         Box::pin(async move {
             let _finish = FinishOnDrop(&self.progress);
             self.start_guarded(request).await

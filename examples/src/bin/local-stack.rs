@@ -144,7 +144,7 @@ async fn main() -> anyhow::Result<()> {
         .redirect_uri(format!("{url}hub/oauth_callback"))
         .discover(&provider.issuer())
         .await?;
-    let client = kube::Client::try_from(kube::Config::new(sim.url().parse()?))?;
+    let client = egi_spawner::kube::client(kube::Config::new(sim.url().parse()?))?;
     let cluster = KubeCluster::new(client, config.spawner.clone(), RuntimeOptions::default())?;
     let registry = TokenRegistry::new(
         checkin.clone(),

@@ -164,7 +164,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let cluster = match &simulator {
         Some(sim) => {
-            let client = kube::Client::try_from(kube::Config::new(sim.url().parse()?))?;
+            let client = egi_spawner::kube::client(kube::Config::new(sim.url().parse()?))?;
             KubeCluster::new(client, config, options)?
         }
         None => KubeCluster::infer(config, options).await?,

@@ -224,7 +224,7 @@ async fn serve(
         .redirect_uri(format!("{url}hub/oauth_callback"))
         .discover(&provider.issuer())
         .await?;
-    let client = kube::Client::try_from(kube::Config::new(sim.url().parse()?))?;
+    let client = egi_spawner::kube::client(kube::Config::new(sim.url().parse()?))?;
     let mut runtime = RuntimeOptions::default();
     runtime.start_timeout = Duration::from_secs(20);
     let cluster = KubeCluster::new(client, config.spawner.clone(), runtime)?;
