@@ -12,8 +12,11 @@
 //!   type for JupyterHub's progress events), stop, version, health, metrics.
 //! - [`probes`]: [`HubReachable`], [`SpawnProbe`] (follows the progress stream, stops a
 //!   leftover server first without a blind sleep), [`ExecuteProbe`] (kernel websocket,
-//!   Jupyter messaging protocol 5.3), [`NotebookProbe`] (an `.ipynb`'s code cells in order),
+//!   Jupyter messaging protocol 5.3), [`NotebookProbe`] (an `.ipynb`'s code cells in order,
+//!   with papermill-style parameters, returning what the executed notebook needs),
 //!   [`BinderHealth`]. Every phase has a timeout and a started server is always stopped.
+//! - [`notebook`]: nbformat 4 notebooks, papermill's parameters ([`notebook::params`]) and
+//!   injected cell, the executed notebook with outputs and per-cell timings.
 //! - Pure rendering: [`status`] (EGI's `{code,msg,time}` JSON, an HTML page, Prometheus
 //!   metrics) and [`nagios`] (plugin line, staleness).
 //!

@@ -19,6 +19,30 @@
 //!
 //! Cells without an `id` get one (`cell-N`) when a notebook is read, and the notebook is
 //! marked nbformat 4.5, as `nbformat.v4.upgrade` does (with random ids there).
+//!
+//! ```no_run
+//! use egi_monitoring::notebook::{Notebook, params::Parameters, write_notebook};
+//! use egi_monitoring::{NotebookProbe, SpawnSettings, hub::HubClient};
+//!
+//! # async fn run() -> egi_monitoring::Result<()> {
+//! let mut parameters = Parameters::new();
+//! parameters.set_cli("alpha", "0.5")?; // papermill -p: a float
+//! parameters.set_raw("label", "007")?; // papermill -r: a string
+//! parameters.merge_yaml("params.yaml", "regions: [eu, us]")?; // papermill -f
+//! let notebook = Notebook::from_path("check.ipynb".as_ref(), false)?;
+//! let client = HubClient::builder("https://notebooks.example.org/hub/api")
+//!     .token(std::env::var("JUPYTERHUB_API_TOKEN").unwrap_or_default())
+//!     .build()?;
+//! let probe = NotebookProbe::new(client, SpawnSettings::new("monitor"), notebook)
+//!     .parameters(&parameters)?;
+//! let (outcome, record) = probe.run_notebook().await;
+//! if let Some(record) = record {
+//!     write_notebook("out.ipynb".as_ref(), &probe.notebook().executed(&record))?;
+//! }
+//! println!("{}: {}", outcome.status, outcome.message);
+//! # Ok(())
+//! # }
+//! ```
 
 mod document;
 pub mod params;
@@ -145,7 +169,7 @@ impl Notebook {
     /// `metadata.papermill.parameters` records them. No parameters: the notebook as is.
     ///
     /// Only Python kernels: a notebook whose kernelspec or language_info names another
-    /// language is [`ParameterError::Language`] (as [`Error::Parameters`]).
+    /// language is [`params::ParameterError::Language`] (as [`Error::Parameters`]).
     pub fn with_parameters(&self, parameters: &Parameters) -> Result<Self> {
         if parameters.is_empty() {
             return Ok(self.clone());
