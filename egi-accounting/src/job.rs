@@ -28,7 +28,8 @@ pub struct Report {
     pub records: usize,
     /// Pods skipped (each logged with its reason).
     pub skipped: usize,
-    /// Records whose CPU or network figures are lower bounds (counter reset).
+    /// Records whose network figures are lower bounds (the pod's network counters were reset:
+    /// its sandbox was recreated).
     pub lower_bounds: usize,
     /// Messages delivered.
     pub messages: usize,
@@ -115,7 +116,7 @@ fn deliver<S: Sink + ?Sized>(
                     report.records += 1;
                     report.lower_bounds += usize::from(lower_bound);
                     if lower_bound {
-                        tracing::warn!(uid = %r.vm_uuid, pod = %r.machine_name, "CPU or network counter reset in the window: figures are lower bounds");
+                        tracing::warn!(uid = %r.vm_uuid, pod = %r.machine_name, "network counter reset in the window (sandbox recreated): network figures are lower bounds");
                     }
                     if let Some(m) = builder.push(&r) {
                         sink.write(&m)?;
