@@ -321,3 +321,41 @@ fn from_path_reads_files_and_reports_io_errors() {
         Err(Error::OpenMetrics { line: 2, .. })
     ));
 }
+
+#[test]
+fn three_series_or_more_are_summed_in_storage_order_not_file_order() {
+    // Written c, a, b: added in that order the sum is 1; Prometheus adds in label order
+    // (a, b, c), where 1e16 + 1 rounds back to 1e16, and gets 0.
+    let s = source(concat!(
+        "container_cpu_usage_seconds_total{container=\"c\",namespace=\"hub\",pod=\"jupyter-a\"} -1e16 100\n",
+        "container_cpu_usage_seconds_total{container=\"a\",namespace=\"hub\",pod=\"jupyter-a\"} 1e16 100\n",
+        "container_cpu_usage_seconds_total{container=\"b\",namespace=\"hub\",pod=\"jupyter-a\"} 1 100\n",
+    ));
+    let cpu = ready(s.usage(&window(100, "1h", Filter::DEFAULT), Usage::CpuSeconds));
+    assert_eq!(by_pod(&cpu), [("hub", "jupyter-a", 0.0)]);
+}
+
+#[test]
+fn samples_out_of_order_or_written_twice_are_read_in_time_order() {
+    let s = source(concat!(
+        "kube_pod_created{namespace=\"hub\",pod=\"jupyter-a\",uid=\"a\"} 3 130\n",
+        "kube_pod_created{namespace=\"hub\",pod=\"jupyter-a\",uid=\"a\"} 1 110\n",
+        // The same series with its labels in another order; 130 s again: the first one stays.
+        "kube_pod_created{uid=\"a\",pod=\"jupyter-a\",namespace=\"hub\"} 9 130\n",
+        "kube_pod_created{uid=\"a\",pod=\"jupyter-a\",namespace=\"hub\"} 2 120\n",
+        "container_network_receive_bytes_total{interface=\"eth0\",namespace=\"hub\",pod=\"jupyter-a\"} 5 120\n",
+        "container_network_receive_bytes_total{interface=\"eth0\",namespace=\"hub\",pod=\"jupyter-a\"} 9 110\n",
+    ));
+    let w = window(130, "1h", Filter::DEFAULT);
+    let pods = ready(s.pods(&w));
+    assert_eq!(pods.len(), 1);
+    assert_eq!(pods[0].created, 3.0);
+    // In time order, 9 then 5: one reset, and 5 is the last value.
+    let resets = ready(s.usage(&w, Usage::CounterResets));
+    assert_eq!(by_pod(&resets), [("hub", "jupyter-a", 1.0)]);
+    let rx = ready(s.usage(&w, Usage::NetworkReceivedBytes));
+    assert_eq!(by_pod(&rx), [("hub", "jupyter-a", 5.0)]);
+    // A window ending before the last sample.
+    let pods = ready(s.pods(&window(125, "1h", Filter::DEFAULT)));
+    assert_eq!(pods[0].created, 2.0);
+}
