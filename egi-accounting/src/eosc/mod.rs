@@ -98,6 +98,9 @@ impl Sender {
 /// Reports the days `options` asks for from `db`: to `sender` (required unless
 /// `options.dry_run`), or, in a dry run, only to `shown`, which sees every metric computed.
 /// Progress is kept in `progress` (none: every run starts from yesterday or `--from-date`).
+///
+/// The future is not `Send` (it holds the SQLite connection across requests): run it on a
+/// current-thread runtime or with `tokio::task::spawn_local`.
 pub async fn run(
     config: &EoscConfig,
     db: &NotebooksDb,

@@ -129,7 +129,9 @@ fn figure(value: impl Into<Option<i64>>) -> f64 {
 /// The rows of every pod of `joiner` evaluated at `at`, ordered by UID: the records of
 /// `config`, but in bytes, with the CPU request as it is (0 when none, where APEL records
 /// take the default CPU count or are skipped). Pods whose record cannot be built (see
-/// [`crate::record::SkipReason`]) get no row; the accounting run logs them.
+/// [`crate::record::SkipReason`]) get no row; the accounting run logs them. Unlike the
+/// Python tool, a pod never seen Running gets no row either (it is not reported to APEL),
+/// which changes nothing for the EOSC job: it would count zero hours.
 pub fn rows(joiner: &Joiner, config: &RecordConfig, at: Timestamp) -> Vec<VmRow> {
     let db_config = RecordConfig {
         units: Units::Bytes,
