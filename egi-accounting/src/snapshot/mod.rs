@@ -67,7 +67,6 @@ const READ_BUFFER: usize = 256 * 1024;
 ///
 /// A file source reads its file again for each new window: the file must not change in
 /// between.
-#[derive(Debug)]
 pub struct SnapshotSource {
     text: Text,
     scan: Scan,
@@ -76,10 +75,20 @@ pub struct SnapshotSource {
 }
 
 /// Where the history is read from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum Text {
     File(PathBuf),
     Bytes(Arc<[u8]>),
+}
+
+/// The path, or the size of a text in memory (not its bytes).
+impl std::fmt::Debug for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Text::File(path) => f.debug_tuple("File").field(path).finish(),
+            Text::Bytes(bytes) => write!(f, "Bytes({} bytes)", bytes.len()),
+        }
+    }
 }
 
 /// Every answer for one window, and which were already handed out.
@@ -88,6 +97,17 @@ struct Cached {
     window: Window,
     answers: Answers,
     taken: Vec<Question>,
+}
+
+/// Where it reads from and what the first pass found, not the per-series details.
+impl std::fmt::Debug for SnapshotSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotSource")
+            .field("text", &self.text)
+            .field("last_timestamp", &self.scan.last)
+            .field("samples", &self.scan.samples)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Clone for SnapshotSource {
