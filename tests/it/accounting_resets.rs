@@ -91,6 +91,9 @@ fn pods() -> Vec<Pod> {
     ]
 }
 
+/// One series of a family: labels and values per scrape.
+type Row = (String, [Option<f64>; 5]);
+
 /// The OpenMetrics history of [`pods`]: kube-state-metrics and cAdvisor series.
 fn history() -> String {
     let pods = pods();
@@ -98,10 +101,7 @@ fn history() -> String {
         .map(|i| END - (SCRAPES - 1 - i) * INTERVAL)
         .collect();
     let mut out = String::new();
-    let mut family = |kind: &str,
-                      name: &str,
-                      sample: &str,
-                      rows: &dyn Fn(&Pod) -> Vec<(String, [Option<f64>; 5])>| {
+    let mut family = |kind: &str, name: &str, sample: &str, rows: &dyn Fn(&Pod) -> Vec<Row>| {
         writeln!(out, "# TYPE {name} {kind}").unwrap();
         for p in &pods {
             for (labels, values) in rows(p) {
