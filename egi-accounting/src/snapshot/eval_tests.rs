@@ -359,3 +359,25 @@ fn samples_out_of_order_or_written_twice_are_read_in_time_order() {
     let pods = ready(s.pods(&window(125, "1h", Filter::DEFAULT)));
     assert_eq!(pods[0].created, 2.0);
 }
+
+#[test]
+fn answers_are_the_same_however_often_and_in_whichever_window_they_are_asked() {
+    let s = source(concat!(
+        "kube_pod_created{namespace=\"hub\",pod=\"jupyter-a\",uid=\"a\"} 1 100\n",
+        "kube_pod_created{namespace=\"hub\",pod=\"jupyter-b\",uid=\"b\"} 2 200\n",
+    ));
+    let (early, late) = (
+        window(150, "1h", Filter::DEFAULT),
+        window(200, "1h", Filter::DEFAULT),
+    );
+    let first = ready(s.pods(&late));
+    assert_eq!(first.len(), 2);
+    // Asked again (the cached answer was handed out): evaluated again.
+    assert_eq!(ready(s.pods(&late)), first);
+    // Another window in between, then the first one again.
+    assert_eq!(ready(s.pods(&early)).len(), 1);
+    assert!(ready(s.running(&early)).is_empty());
+    assert_eq!(ready(s.pods(&late)), first);
+    // A clone answers alike.
+    assert_eq!(ready(s.clone().pods(&early)).len(), 1);
+}
