@@ -381,3 +381,17 @@ fn answers_are_the_same_however_often_and_in_whichever_window_they_are_asked() {
     // A clone answers alike.
     assert_eq!(ready(s.clone().pods(&early)).len(), 1);
 }
+
+#[test]
+fn a_file_gone_before_the_second_pass_is_an_io_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.om");
+    std::fs::write(&path, "up{job=\"a\"} 1 5\n# EOF\n").unwrap();
+    let s = SnapshotSource::from_path(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let w = window(5, "1h", Filter::DEFAULT);
+    match s.pods(&w).now_or_never().expect("snapshot answers at once") {
+        Err(Error::Io { path: p, .. }) => assert_eq!(p, path),
+        other => panic!("{other:?}"),
+    }
+}
