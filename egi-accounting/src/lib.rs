@@ -28,9 +28,9 @@
 //! | Feature | Default | What it adds |
 //! |---|---|---|
 //! | `snapshot` | yes | [`snapshot::SnapshotSource`]: the questions answered from an OpenMetrics history by evaluating their PromQL locally (the `regex` and `memchr` dependencies). A job that only asks Prometheus can leave it out. |
-//! | `send` | no | [`send`]: the APEL sender (SSM's `ssmsend`): reads the spool, signs with S/MIME and publishes to AMS or a STOMP broker. Needs OpenSSL (the `openssl` crate, as SSM calls `openssl smime`) and turns on `rustls-tls` for AMS. |
+//! | `send` | no | the module `send`: the APEL sender (SSM's `ssmsend`): reads the spool, signs with S/MIME and publishes to AMS or a STOMP broker. Needs OpenSSL (the `openssl` crate, as SSM calls `openssl smime`) and turns on `rustls-tls` for AMS. |
 //! | `notebooks-db` | yes | [`notebooks_db`]: the Python tool's SQLite copy of the records (`notebooks_db`), written by [`job::run_with_db`] (rusqlite with SQLite compiled in). |
-//! | `eosc` | no | [`eosc`]: the EOSC EU Node accounting job (hours per flavor, user and group per day, from the notebooks database), with a client-credentials token from egi-checkin. |
+//! | `eosc` | no | the module `eosc`: the EOSC EU Node accounting job (hours per flavor, user and group per day, from the notebooks database), with a client-credentials token from egi-checkin. |
 //! | `rustls-tls` | yes | HTTPS to Prometheus with rustls and the Web PKI roots (reqwest's `rustls-tls`), needed for `https://` URLs, `verify = false` and `ca_cert`. |
 //!
 //! Without `rustls-tls`, [`prometheus::PrometheusSource::new`] accepts only `http://` URLs

@@ -257,7 +257,7 @@ impl Joiner {
     }
 
     /// The outcome per pod, ordered by UID: a valid record, or why there is none; and
-    /// whether its CPU or network counters were reset (lower bounds).
+    /// whether its network counters were reset (lower bounds).
     pub fn records<'a>(
         &'a self,
         config: &'a RecordConfig,

@@ -165,9 +165,9 @@ pub struct Built {
     pub records: Vec<CloudRecord>,
     /// Pods without a record.
     pub skipped: Vec<Skipped>,
-    /// Pods whose CPU or network counters were reset in the window: their figures are
-    /// lower bounds (the record is still sent; APEL replaces it on the next run). Names as
-    /// in the records (APEL-safe).
+    /// Pods whose network counters were reset in the window (a recreated sandbox): their
+    /// figures are lower bounds (the record is still sent; APEL replaces it on the next
+    /// run). Names as in the records (APEL-safe).
     pub lower_bounds: Vec<PodKey>,
 }
 
