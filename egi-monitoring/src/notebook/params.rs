@@ -14,9 +14,12 @@
 //!
 //! Differences from papermill, documented rather than hidden: YAML is read as YAML 1.2
 //! (PyYAML reads 1.1, where `yes`/`no`/`on`/`off` are booleans and `1e5` is a string, both
-//! strings resp. a float here: quote such values or use JSON); `-p` accepts ASCII digits only
-//! (Python's `int()` takes any Unicode decimal digit); a non-finite float is `null` in the
-//! output notebook's metadata (papermill writes `NaN`, which is not JSON).
+//! strings resp. a float here, and `010` is ten, not octal: quote such values or use JSON);
+//! tagged values other than the core types (`!!binary`, `!!set`, `!custom`) are
+//! [`ParameterError::Unsupported`] (see the `yaml` module for how the document is read);
+//! `-p` accepts ASCII digits only (Python's `int()` takes any Unicode decimal digit); a
+//! non-finite float is `null` in the output notebook's metadata (papermill writes `NaN`,
+//! which is not JSON).
 
 use std::fmt;
 
@@ -265,30 +268,33 @@ impl Parameters {
 
     /// The parameters of a YAML or JSON document, in its order.
     pub fn from_yaml(origin: &str, text: &str) -> Result<Self, ParameterError> {
-        let doc: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(text).map_err(|e| ParameterError::Document {
-                origin: origin.to_owned(),
-                message: e.to_string(),
-            })?;
-        let mapping = match doc {
-            serde_yaml_ng::Value::Null => return Ok(Self::new()),
-            serde_yaml_ng::Value::Mapping(m) => m,
-            _ => {
-                return Err(ParameterError::NotAMapping {
-                    origin: origin.to_owned(),
-                });
-            }
+        let doc = yaml::parse(text).map_err(|e| ParameterError::Document {
+            origin: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        let source = yaml::Source(text);
+        let not_a_mapping = || ParameterError::NotAMapping {
+            origin: origin.to_owned(),
+        };
+        let mapping = match doc.0.value {
+            _ if !yaml::is_plain(&doc) => return Err(not_a_mapping()),
+            yaml::Node::Null => return Ok(Self::new()),
+            yaml::Node::Map(m) => m,
+            _ => return Err(not_a_mapping()),
         };
         let mut params = Self::new();
         for (key, value) in mapping {
-            let serde_yaml_ng::Value::String(key) = key else {
-                return Err(ParameterError::Name {
-                    name: yaml_key(&key),
-                    reason: NameProblem::NotAnIdentifier,
-                });
+            let key = match key.0.value {
+                yaml::Node::Str(s) if yaml::is_plain(&key) => s,
+                _ => {
+                    return Err(ParameterError::Name {
+                        name: source.key_name(key),
+                        reason: NameProblem::NotAnIdentifier,
+                    });
+                }
             };
             let name = ParamName::parse(&key)?;
-            let value = from_yaml_value(&key, value)?;
+            let value = source.value(&key, value)?;
             params.set(name, value);
         }
         Ok(params)
@@ -322,65 +328,6 @@ impl Parameters {
                 .map(|(n, v)| (n.as_str().to_owned(), v.to_json()))
                 .collect(),
         )
-    }
-}
-
-fn from_yaml_value(name: &str, value: serde_yaml_ng::Value) -> Result<ParamValue, ParameterError> {
-    use serde_yaml_ng::Value as Y;
-    Ok(match value {
-        Y::Null => ParamValue::None,
-        Y::Bool(b) => ParamValue::Bool(b),
-        Y::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => ParamValue::Int(i.to_string()),
-            (None, Some(u), _) => ParamValue::Int(u.to_string()),
-            (None, None, Some(f)) => ParamValue::Float(f),
-            _ => ParamValue::Str(n.to_string()),
-        },
-        Y::String(s) => ParamValue::Str(s),
-        Y::Sequence(items) => ParamValue::List(
-            items
-                .into_iter()
-                .map(|v| from_yaml_value(name, v))
-                .collect::<Result<_, _>>()?,
-        ),
-        Y::Mapping(m) => {
-            let mut entries: Vec<(String, ParamValue)> = Vec::with_capacity(m.len());
-            for (k, v) in m {
-                let key = yaml_key(&k);
-                let v = from_yaml_value(name, v)?;
-                match entries.iter_mut().find(|(existing, _)| *existing == key) {
-                    Some(slot) => slot.1 = v,
-                    None => entries.push((key, v)),
-                }
-            }
-            ParamValue::Dict(entries)
-        }
-        Y::Tagged(tagged) => {
-            return Err(ParameterError::Unsupported {
-                name: name.to_owned(),
-                what: tagged.tag.to_string(),
-            });
-        }
-    })
-}
-
-/// A mapping key as Python's `str()` of it (what papermill's `translate_str` writes for a
-/// key that is not a string).
-fn yaml_key(key: &serde_yaml_ng::Value) -> String {
-    use serde_yaml_ng::Value as Y;
-    match key {
-        Y::String(s) => s.clone(),
-        Y::Null => "None".to_owned(),
-        Y::Bool(true) => "True".to_owned(),
-        Y::Bool(false) => "False".to_owned(),
-        Y::Number(n) => match n.as_f64() {
-            Some(f) if n.is_f64() => python_float_repr(f),
-            _ => n.to_string(),
-        },
-        other => serde_yaml_ng::to_string(other)
-            .unwrap_or_default()
-            .trim_end()
-            .to_owned(),
     }
 }
 
@@ -552,3 +499,4 @@ pub(crate) fn python_str(s: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+mod yaml;
