@@ -86,7 +86,9 @@ impl Channels {
         let (ws, _) = match tokio_tungstenite::connect_async_with_config(
             request,
             Some(config),
-            false,
+            // TCP_NODELAY: the next request must not wait behind an unacknowledged
+            // `acknowledge` frame (see there).
+            true,
         )
         .await
         {
@@ -137,12 +139,28 @@ impl Channels {
                     if collector.feed(&json) {
                         return Ok(collector.finish());
                     }
+                    self.acknowledge().await?;
                 }
                 Message::Close(_) => return Err(Error::WebSocketClosed),
                 _ => {}
             }
         }
         Err(Error::WebSocketClosed)
+    }
+
+    /// Sends an unsolicited, empty Pong (RFC 6455 5.5.3: a one-way heartbeat, not answered).
+    ///
+    /// jupyter_server writes the kernel's messages of one execution (`busy`, `execute_input`,
+    /// outputs, `execute_reply`, `idle`) as separate small websocket frames on a socket with
+    /// Nagle's algorithm on (tornado turns `TCP_NODELAY` back off after the upgrade and the
+    /// kernel handler never calls `set_nodelay(True)`). With only the first frame
+    /// acknowledged, the rest waits in the server's send queue until the receiver's delayed
+    /// ACK, 40 ms on Linux, for every cell. A frame from us carries that ACK at once, directly
+    /// or through the proxy (which forwards it on its own socket to the server); 6 bytes per
+    /// kernel message.
+    async fn acknowledge(&mut self) -> Result<()> {
+        self.ws.send(Message::Pong(Default::default())).await?;
+        Ok(())
     }
 
     /// Closes the websocket, giving up after [`CLOSE_TIMEOUT`] (errors and timeouts are
@@ -230,6 +248,67 @@ mod tests {
             start.elapsed()
         );
         drop(hold);
+    }
+
+    /// A server that, like jupyter_server behind Nagle's algorithm, holds each kernel message
+    /// until the client has sent something since the previous one: the execution completes
+    /// only because every message received is answered with a frame.
+    #[tokio::test]
+    async fn every_kernel_message_is_answered_with_a_frame() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(socket).await.unwrap();
+            let Some(Ok(Message::Text(request))) = ws.next().await else {
+                panic!("no execute_request");
+            };
+            let request: serde_json::Value = serde_json::from_str(request.as_str()).unwrap();
+            let parent = request["header"].clone();
+            let replies = [
+                ("status", serde_json::json!({"execution_state": "busy"})),
+                (
+                    "stream",
+                    serde_json::json!({"name": "stdout", "text": "hi\n"}),
+                ),
+                (
+                    "execute_reply",
+                    serde_json::json!({"status": "ok", "execution_count": 1}),
+                ),
+                ("status", serde_json::json!({"execution_state": "idle"})),
+            ];
+            let mut frames_seen = 0;
+            for (i, (msg_type, content)) in replies.into_iter().enumerate() {
+                if i > 0 {
+                    match ws.next().await {
+                        Some(Ok(Message::Pong(_))) => frames_seen += 1,
+                        other => panic!("expected a frame from the client, got {other:?}"),
+                    }
+                }
+                let message = serde_json::json!({
+                    "header": {"msg_id": new_id(), "msg_type": msg_type},
+                    "parent_header": parent,
+                    "content": content,
+                });
+                ws.send(Message::text(message.to_string())).await.unwrap();
+            }
+            frames_seen
+        });
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+            .await
+            .unwrap();
+        let mut channels = Channels {
+            ws,
+            session: "s".into(),
+            username: "u".into(),
+        };
+        let execution = tokio::time::timeout(Duration::from_secs(10), channels.execute_cell("1"))
+            .await
+            .expect("the execution stalled: a kernel message was not answered")
+            .unwrap();
+        assert_eq!(execution.stdout(), "hi\n");
+        assert_eq!(execution.execution_count, Some(1));
+        assert_eq!(server.await.unwrap(), 3);
     }
 
     #[test]
