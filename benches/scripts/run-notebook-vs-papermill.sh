@@ -13,7 +13,12 @@
 # (metadata.papermill.duration in each executed notebook). Every process it starts is
 # stopped by PID when it ends.
 #
-#   benches/scripts/run-notebook-vs-papermill.sh [ROUNDS] [NOTEBOOK]
+# With SERVER_NODELAY=1, the single-user servers run with a kernel websocket connection class
+# that turns Nagle's algorithm off on the kernel websocket (tornado's set_nodelay(True),
+# which jupyter_server never calls): the server-side fix of the 40 ms per-cell stall, for
+# comparison with run-notebook's own (an unsolicited Pong per kernel message).
+#
+#   [SERVER_NODELAY=1] benches/scripts/run-notebook-vs-papermill.sh [ROUNDS] [NOTEBOOK]
 set -euo pipefail
 rounds=${1:-10}
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -71,6 +76,21 @@ c.JupyterHub.services = [{"name": "bench", "api_token": "$token"}]
 c.JupyterHub.load_roles = [{"name": "bench", "services": ["bench"], "scopes": [
     "admin:users", "admin:servers", "access:servers", "list:users", "read:metrics"]}]
 EOF
+if [[ ${SERVER_NODELAY:-0} == 1 ]]; then
+    mkdir -p "$work/pymod"
+    cat >"$work/pymod/nodelay_ws.py" <<'PY'
+from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
+class NoDelayConnection(ZMQChannelsWebsocketConnection):
+    def connect(self):
+        self.websocket_handler.set_nodelay(True)
+        return super().connect()
+PY
+    cat >>"$work/jupyterhub_config.py" <<EOF
+c.Spawner.args = ["--allow-root",
+    "--ServerApp.kernel_websocket_connection_class=nodelay_ws.NoDelayConnection"]
+c.Spawner.environment = {"PATH": "$venv/bin:$PATH", "PYTHONPATH": "$work/pymod"}
+EOF
+fi
 (cd "$work" && PATH="$venv/bin:$PATH" exec "$venv/bin/jupyterhub" -f jupyterhub_config.py \
     >"$work/hub.log" 2>&1) &
 hub_pid=$!
