@@ -3,38 +3,9 @@
 //! that does not exist falls back to the environment as the Python tool does, and a
 //! configuration error is printed whatever the log level.
 
+use crate::helpers::example_bin;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
-
-/// The `accounting` example binary, built once per test run in this test's target dir.
-fn accounting_bin() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            // target/debug/deps/it-HASH -> target/debug
-            let exe = std::env::current_exe().expect("test executable path");
-            let profile_dir = exe.parent().and_then(Path::parent).expect("target/debug");
-            let target_dir = profile_dir.parent().expect("target");
-            let status = Command::new(env!("CARGO"))
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "egi-examples",
-                    "--bin",
-                    "accounting",
-                ])
-                .arg("--target-dir")
-                .arg(target_dir)
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("running cargo build");
-            assert!(status.success(), "building the accounting binary failed");
-            profile_dir.join("accounting")
-        })
-        .clone()
-}
 
 fn sample() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/data/notebooks.om")
@@ -43,7 +14,7 @@ fn sample() -> PathBuf {
 /// Runs the binary on the bundled snapshot (no Prometheus needed), with a clean environment
 /// for the variables the tool reads.
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(accounting_bin());
+    let mut cmd = Command::new(example_bin("accounting"));
     for var in [
         "VERBOSE",
         "SITENAME",

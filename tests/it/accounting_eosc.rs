@@ -3,9 +3,8 @@
 //! is written by an accounting run over the bundled sample, then each day's metrics are
 //! sent once, whatever fails in between (5xx, 401, 422, a slow API, refused credentials).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use egi_accounting::config::Config;
@@ -19,6 +18,7 @@ use egi_test_harness::oidc::{self, OidcProvider};
 use egi_test_harness::synthetic::Params;
 use serde_json::Value;
 
+use crate::helpers::example_bin;
 use crate::helpers::{sample_path, window};
 
 const OTHER_SECRET: &str = "other-secret";
@@ -322,37 +322,6 @@ async fn a_slow_api_is_a_transient_failure_and_nothing_is_lost() {
     assert_metrics(&stored(&s), &want);
 }
 
-/// The `eosc-accounting` example binary, built once per test run in this test's target dir.
-fn eosc_bin() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let exe = std::env::current_exe().expect("test executable path");
-            let profile_dir = exe.parent().and_then(Path::parent).expect("target/debug");
-            let target_dir = profile_dir.parent().expect("target");
-            let status = Command::new(env!("CARGO"))
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "egi-examples",
-                    "--bin",
-                    "eosc-accounting",
-                ])
-                .arg("--target-dir")
-                .arg(target_dir)
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("running cargo build");
-            assert!(
-                status.success(),
-                "building the eosc-accounting binary failed"
-            );
-            profile_dir.join("eosc-accounting")
-        })
-        .clone()
-}
-
 async fn run_bin(
     s: &Setup,
     ini: &str,
@@ -361,7 +330,7 @@ async fn run_bin(
 ) -> std::process::Output {
     let config = s.dir.path().join("config.ini");
     std::fs::write(&config, ini).unwrap();
-    let mut cmd = Command::new(eosc_bin());
+    let mut cmd = Command::new(example_bin("eosc-accounting"));
     for var in [
         "NOTEBOOKS_DB",
         "VERBOSE",

@@ -18,6 +18,7 @@ use egi_test_harness::Prometheus;
 use egi_test_harness::synthetic::Params;
 use serde_json::Value;
 
+use crate::helpers::example_bin;
 use crate::helpers::{sample_path, sample_text};
 
 /// The Python tool's model, as its `model.py` declares the fields (types, nullability,
@@ -243,29 +244,6 @@ async fn accounting_writes_the_notebooks_db_that_the_python_model_reads() {
     );
 }
 
-/// The `accounting` example binary (built by `accounting_cli`'s helper pattern).
-fn accounting_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/debug");
-    let target_dir = profile_dir.parent().expect("target");
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "egi-examples",
-            "--bin",
-            "accounting",
-        ])
-        .arg("--target-dir")
-        .arg(target_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("running cargo build");
-    assert!(status.success(), "building the accounting binary failed");
-    profile_dir.join("accounting")
-}
-
 fn run_accounting(bin: &Path, spool: &Path, db: &Path, extra: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(bin);
     for var in [
@@ -306,7 +284,7 @@ fn walk(p: &Path) -> usize {
 
 #[test]
 fn the_accounting_binary_writes_notebooks_db_and_fails_whole_on_a_bad_file() {
-    let bin = accounting_bin();
+    let bin = example_bin("accounting");
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
 

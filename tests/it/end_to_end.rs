@@ -30,7 +30,7 @@ use egi_test_harness::prometheus::ScrapeTarget;
 use reqwest::StatusCode;
 use reqwest::header::LOCATION;
 
-use crate::monitoring_examples::example_bin;
+use crate::helpers::example_bin;
 
 const SERVICE_TOKEN: &str = "e2e-status-service-token-0123456789";
 const VO: &str = "vo.notebooks.egi.eu";

@@ -1,9 +1,33 @@
-//! Shared helpers: the bundled sample, windows, and answers in a comparable order.
+//! Shared helpers: the example binaries, the bundled sample, windows, and answers in a comparable order.
 
 use std::cmp::Ordering;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
 
 use egi_accounting::metrics::{Answers, Filter, LookBack, Timestamp, Window};
+
+/// The example binary `name` (egi-examples), every one of them built once per test run into
+/// this test binary's target directory (cargo does not hold its lock while tests run).
+pub(crate) fn example_bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        // target/debug/deps/it-HASH -> target/debug
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target/debug");
+        let target_dir = profile_dir.parent().expect("target");
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "egi-examples", "--bins"])
+            .arg("--target-dir")
+            .arg(target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "building the example binaries failed");
+        profile_dir.to_owned()
+    });
+    dir.join(name)
+}
 
 /// Path of the bundled sample history.
 pub(crate) fn sample_path() -> PathBuf {

@@ -2,46 +2,12 @@
 //! as operators run them: against the real hub, and against loopback status endpoints.
 
 use std::net::{Ipv4Addr, TcpListener};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::helpers::example_bin;
 use crate::monitoring::start_hub;
 use crate::monitoring_faults::Canned;
-
-/// Builds the example binaries once (cargo is not holding its lock while tests run) and
-/// returns the path of `name`.
-pub(crate) fn example_bin(name: &str) -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        // target/debug/deps/it-HASH -> target/debug
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target/debug");
-        let target_dir = profile_dir.parent().expect("target");
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "egi-examples",
-                "--bin",
-                "monitor",
-                "--bin",
-                "probe",
-                "--bin",
-                "gateway",
-            ])
-            .arg("--target-dir")
-            .arg(target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("running cargo build");
-        assert!(status.success(), "building the example binaries failed");
-        profile_dir.to_owned()
-    });
-    dir.join(name)
-}
 
 fn now() -> f64 {
     SystemTime::now()

@@ -12,8 +12,8 @@ use egi_monitoring::notebook::Notebook;
 use egi_monitoring::{NotebookProbe, Probe, SpawnProbe, Status};
 use egi_test_harness::jupyterhub::{EXITING_USER_PREFIX, JupyterHub, Options, STATUS_VIEWER};
 
+use crate::helpers::example_bin;
 use crate::monitoring::{assert_no_server, block_on, client, phases, settings, small_notebook};
-use crate::monitoring_examples::example_bin;
 use crate::monitoring_faults::Canned;
 
 fn now() -> f64 {

@@ -6,10 +6,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 
+use crate::helpers::example_bin;
 use crate::monitoring::{assert_no_server, block_on, client, start_hub};
 use egi_test_harness::jupyterhub::{JupyterHub, Tools};
 
@@ -21,34 +21,6 @@ fn notebook_path() -> PathBuf {
 
 fn venv() -> PathBuf {
     Tools::find().unwrap_or_else(|e| panic!("{e:#}")).venv
-}
-
-/// Builds `run-notebook` once, into this test binary's target directory.
-fn run_notebook_bin() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let exe = std::env::current_exe().expect("test executable path");
-            let profile_dir = exe.parent().and_then(Path::parent).expect("target/debug");
-            let target_dir = profile_dir.parent().expect("target");
-            let status = Command::new(env!("CARGO"))
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "egi-examples",
-                    "--bin",
-                    "run-notebook",
-                ])
-                .arg("--target-dir")
-                .arg(target_dir)
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("running cargo build");
-            assert!(status.success(), "building run-notebook failed");
-            profile_dir.join("run-notebook")
-        })
-        .clone()
 }
 
 /// The same parameters for both tools: hostile strings, every type, a file and `-r`.
@@ -102,7 +74,7 @@ fn papermill(dir: &Path, input: &Path, output: &Path, args: &[String]) -> Output
 }
 
 fn run_notebook(hub: &JupyterHub, input: &Path, output: &Path, args: &[String]) -> Output {
-    Command::new(run_notebook_bin())
+    Command::new(example_bin("run-notebook"))
         .arg(input)
         .arg(output)
         .args(args)
@@ -431,7 +403,7 @@ fn prepared_notebooks_match_papermill_prepare_only() {
             let theirs_path = dir.path().join(format!("theirs-{n}.ipynb"));
             let mut prepare = args.clone();
             prepare.push("--prepare-only".into());
-            let ours = Command::new(run_notebook_bin())
+            let ours = Command::new(example_bin("run-notebook"))
                 .arg(input)
                 .arg(&ours_path)
                 .args(&prepare)
@@ -504,7 +476,7 @@ fn bad_parameters_are_refused_and_nothing_is_written() {
             r#"parameter name "no good" is not a Python identifier"#.to_owned(),
         ),
     ] {
-        let out = Command::new(run_notebook_bin())
+        let out = Command::new(example_bin("run-notebook"))
             .arg(&input)
             .arg(&output)
             .args(&args)
@@ -516,7 +488,7 @@ fn bad_parameters_are_refused_and_nothing_is_written() {
         assert!(stderr.contains(&expected), "{args:?}: {stderr}");
         assert!(!output.exists(), "{args:?} wrote {}", output.display());
     }
-    let out = Command::new(run_notebook_bin())
+    let out = Command::new(example_bin("run-notebook"))
         .arg(&not_a_notebook)
         .arg(&output)
         .args(["-p", "a", "1", "--hub", "http://127.0.0.1:9/hub/api"])
