@@ -18,20 +18,8 @@ use egi_accounting::spool::WriterSink;
 use egi_test_harness::prometheus::Tools;
 use egi_test_harness::synthetic::Params;
 
+use crate::accounting_tls::openssl;
 use crate::helpers::{sample_path, window};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs (Debian package openssl)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// `openssl req -x509` with its defaults: self-signed, `basicConstraints = CA:TRUE`.
 fn self_signed(dir: &Path, name: &str, san: &str) {
@@ -138,17 +126,6 @@ async fn run_text(source: &dyn MetricsSource, config: &Config, w: &Window) -> St
     String::from_utf8(sink.into_inner()).unwrap()
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pinned_self_signed_certificate_reaches_a_real_prometheus() {
     let dir = tempfile::tempdir().unwrap();
@@ -185,9 +162,11 @@ async fn a_pinned_self_signed_certificate_reaches_a_real_prometheus() {
         let source = PrometheusSource::new(config.prometheus.clone()).unwrap();
         let err = source.pods(&w).await.expect_err("refused");
         assert!(
-            chain(&err).to_lowercase().contains("certificate"),
+            egi_examples::with_sources(&err)
+                .to_lowercase()
+                .contains("certificate"),
             "{host}: {}",
-            chain(&err)
+            egi_examples::with_sources(&err)
         );
     }
 }

@@ -33,7 +33,8 @@ print(server.server_address[1], flush=True)
 server.serve_forever()
 "#;
 
-fn openssl(dir: &Path, args: &[&str]) {
+/// Runs `openssl` in `dir`; panics with its stderr if it fails.
+pub(crate) fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
         .args(args)
         .current_dir(dir)

@@ -96,13 +96,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-                source = s.source();
-            }
+            let text = egi_examples::with_sources(&e);
             if tracing::enabled!(tracing::Level::ERROR) {
                 tracing::error!("{text}");
             } else {

@@ -80,7 +80,7 @@ fn main() -> ExitCode {
     let config = match SenderConfig::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("apel-send: {}", chain(&e));
+            eprintln!("apel-send: {}", egi_examples::with_sources(&e));
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -128,7 +128,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("apel-send: {}", chain(&e));
+            eprintln!("apel-send: {}", egi_examples::with_sources(&e));
             ExitCode::from(match e {
                 Error::Config(_) => EXIT_CONFIG,
                 e if e.is_transient() => EXIT_TRANSIENT,
@@ -136,16 +136,4 @@ fn main() -> ExitCode {
             })
         }
     }
-}
-
-/// The error and its sources, `: `-separated.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

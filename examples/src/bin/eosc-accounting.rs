@@ -84,13 +84,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-                source = s.source();
-            }
+            let text = egi_examples::with_sources(&e);
             tracing::error!("{text}");
             ExitCode::from(match e {
                 Error::Config(_) => EXIT_CONFIG,

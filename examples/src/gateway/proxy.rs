@@ -227,7 +227,7 @@ impl Proxy {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {
                 let failure = Failure::of(&e);
-                tracing::warn!(%upstream, %method, path, error = %Chain(&e), "proxy: {failure}");
+                tracing::warn!(%upstream, %method, path, error = crate::with_sources(&e), "proxy: {failure}");
                 return failure.response();
             }
             Err(_) => {
@@ -360,7 +360,10 @@ async fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(both) => both,
         Err(e) => {
-            tracing::debug!(error = %Chain(&e), "proxy: an upgrade did not complete");
+            tracing::debug!(
+                error = crate::with_sources(&e),
+                "proxy: an upgrade did not complete"
+            );
             return;
         }
     };
@@ -382,21 +385,6 @@ fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {
         source = s.source();
     }
     false
-}
-
-/// An error and its sources, `: `-separated, for one log line.
-struct Chain<'a>(&'a dyn std::error::Error);
-
-impl fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(s) = source {
-            write!(f, ": {s}")?;
-            source = s.source();
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

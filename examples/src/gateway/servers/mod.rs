@@ -512,17 +512,7 @@ pub fn url_segment(x: &str) -> String {
         .replace('+', "%20")
 }
 
-/// An error and its sources, `: `-separated (the spawner's messages never repeat them).
-pub fn with_sources(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
-}
+pub use crate::with_sources;
 
 #[cfg(test)]
 mod tests {
