@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::outcome::{Outcome, Status, epoch_seconds};
+use crate::outcome::{Outcome, Phase, Status, epoch_seconds};
 
 /// EGI's status record: `{"code": "OK", "msg": "...", "time": 1700000000.5}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -306,87 +306,57 @@ pub fn metrics_text(records: &[ProbeRecord]) -> String {
         .iter()
         .filter_map(|r| r.last.as_ref().map(|o| (r.name.as_str(), o)))
         .collect();
+    // One sample per probe, or per phase of each probe's last run.
+    let per_probe = |value: fn(&Outcome) -> String| -> Vec<(String, String)> {
+        last.iter()
+            .map(|(n, o)| (format!("probe=\"{}\"", label(n)), value(o)))
+            .collect()
+    };
+    let per_phase = |value: fn(&Phase) -> String| -> Vec<(String, String)> {
+        last.iter()
+            .flat_map(|(n, o)| {
+                o.phases.iter().map(move |p| {
+                    let labels = format!("probe=\"{}\",phase=\"{}\"", label(n), label(&p.name));
+                    (labels, value(p))
+                })
+            })
+            .collect()
+    };
     family(
         "egi_monitoring_probe_status",
         "gauge",
         "Status of the last run: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
-        last.iter()
-            .map(|(n, o)| {
-                (
-                    format!("probe=\"{}\"", label(n)),
-                    o.status.exit_code().to_string(),
-                )
-            })
-            .collect(),
+        per_probe(|o| o.status.exit_code().to_string()),
     );
     family(
         "egi_monitoring_probe_success",
         "gauge",
         "1 if the last run was OK, else 0.",
-        last.iter()
-            .map(|(n, o)| {
-                (
-                    format!("probe=\"{}\"", label(n)),
-                    u8::from(o.status == Status::Ok).to_string(),
-                )
-            })
-            .collect(),
+        per_probe(|o| u8::from(o.status == Status::Ok).to_string()),
     );
     family(
         "egi_monitoring_probe_duration_seconds",
         "gauge",
         "Duration of the last run.",
-        last.iter()
-            .map(|(n, o)| {
-                (
-                    format!("probe=\"{}\"", label(n)),
-                    o.duration.as_secs_f64().to_string(),
-                )
-            })
-            .collect(),
+        per_probe(|o| o.duration.as_secs_f64().to_string()),
     );
     family(
         "egi_monitoring_probe_phase_duration_seconds",
         "gauge",
         "Duration of each phase of the last run.",
-        last.iter()
-            .flat_map(|(n, o)| {
-                o.phases.iter().map(move |p| {
-                    (
-                        format!("probe=\"{}\",phase=\"{}\"", label(n), label(&p.name)),
-                        p.duration.as_secs_f64().to_string(),
-                    )
-                })
-            })
-            .collect(),
+        per_phase(|p| p.duration.as_secs_f64().to_string()),
     );
     family(
         "egi_monitoring_probe_phase_success",
         "gauge",
         "1 if the phase of the last run succeeded (a cell that raised is 0), else 0.",
-        last.iter()
-            .flat_map(|(n, o)| {
-                o.phases.iter().map(move |p| {
-                    (
-                        format!("probe=\"{}\",phase=\"{}\"", label(n), label(&p.name)),
-                        u8::from(p.ok).to_string(),
-                    )
-                })
-            })
-            .collect(),
+        per_phase(|p| u8::from(p.ok).to_string()),
     );
     family(
         "egi_monitoring_probe_last_run_timestamp_seconds",
         "gauge",
         "When the last run started, in seconds since the epoch.",
-        last.iter()
-            .map(|(n, o)| {
-                (
-                    format!("probe=\"{}\"", label(n)),
-                    format!("{:.3}", o.started_epoch()),
-                )
-            })
-            .collect(),
+        per_probe(|o| format!("{:.3}", o.started_epoch())),
     );
     family(
         "egi_monitoring_probe_runs_total",
